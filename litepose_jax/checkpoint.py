@@ -1,0 +1,100 @@
+"""Model checkpoints on disk (orbax), shared by the converter, training, evaluation, prediction and export.
+
+Every checkpoint directory is an orbax CheckpointManager directory whose steps hold at least two items:
+  'variables'  {'params', 'batch_stats'} used for inference (the EMA parameters when training kept an EMA)
+  'meta'       JSON: {'arch': <authors' architecture JSON + 'name'>, 'num_keypoints': K,
+                      'keypoints': keypoint-set name, 'source': where the weights came from, ...}
+Training adds a 'state' item (optimizer state, step, input position) to resume from. Because the
+architecture and keypoint set travel with the weights, no tool needs flags to rebuild the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from typing import Any, Mapping, Optional
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from litepose_jax import keypoints as kp_lib
+from litepose_jax import models
+
+VARIABLES = 'variables'
+META = 'meta'
+
+
+def model_meta(arch: models.Arch, num_keypoints: int, keypoint_set: Optional[str] = None,
+               **extra: Any) -> dict:
+  """The 'meta' item describing a model."""
+  if keypoint_set is None:
+    try:
+      keypoint_set = kp_lib.for_num_keypoints(num_keypoints).name
+    except ValueError:
+      keypoint_set = None
+  return {'arch': dict(arch.to_json(), name=arch.name), 'num_keypoints': int(num_keypoints),
+          'keypoints': keypoint_set, **extra}
+
+
+def save_model(directory: str | os.PathLike, variables: Mapping[str, Any], meta: Mapping[str, Any],
+               step: int = 0) -> pathlib.Path:
+  """Writes variables + meta as step `step` of an orbax checkpoint directory and waits for it."""
+  directory = pathlib.Path(directory).absolute()
+  variables = jax.tree.map(np.asarray, dict(variables))
+  with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=True)) as mngr:
+    mngr.save(step, args=ocp.args.Composite(**{VARIABLES: ocp.args.StandardSave(variables),
+                                               META: ocp.args.JsonSave(dict(meta))}), force=True)
+    # An async save still in flight is silently lost if the process exits: always wait.
+    mngr.wait_until_finished()
+  return directory
+
+
+@dataclasses.dataclass
+class LoadedModel:
+  model: models.LitePose
+  variables: dict
+  meta: dict
+  step: int
+
+  @property
+  def keypoint_set(self) -> kp_lib.KeypointSet:
+    name = self.meta.get('keypoints')
+    if name:
+      return kp_lib.get(name)
+    return kp_lib.for_num_keypoints(self.meta['num_keypoints'])
+
+
+def _manager_dir(path: pathlib.Path) -> tuple[pathlib.Path, Optional[int]]:
+  """(manager directory, step or None) for a checkpoint dir, a step dir or a workdir."""
+  if (path / META).is_dir() and (path / VARIABLES).is_dir() and path.name.isdigit():
+    return path.parent, int(path.name)
+  if (path / 'checkpoints').is_dir():
+    return path / 'checkpoints', None
+  return path, None
+
+
+def load_model(path: str | os.PathLike, step: Optional[int] = None, dtype: Any = 'float32',
+               depthwise_impl: str = 'auto') -> LoadedModel:
+  """Loads a model written by `save_model`, the converter or training.
+
+  Args:
+    path: a checkpoint directory, one of its step sub-directories, or a training workdir.
+    step: which step (default: the latest).
+    dtype, depthwise_impl: passed to `models.create`.
+  """
+  path = pathlib.Path(path).absolute()
+  if not path.exists():
+    raise FileNotFoundError(f'checkpoint {path} does not exist')
+  directory, dir_step = _manager_dir(path)
+  with ocp.CheckpointManager(directory) as mngr:
+    step = step if step is not None else dir_step if dir_step is not None else mngr.latest_step()
+    if step is None:
+      raise FileNotFoundError(f'no checkpoint steps in {directory}')
+    restored = mngr.restore(step, args=ocp.args.Composite(**{VARIABLES: ocp.args.StandardRestore(),
+                                                             META: ocp.args.JsonRestore()}))
+  meta = dict(restored[META])
+  model = models.create(meta['arch'], meta['num_keypoints'], dtype=dtype, depthwise_impl=depthwise_impl)
+  variables = jax.tree.map(np.asarray, dict(restored[VARIABLES]))
+  return LoadedModel(model=model, variables=variables, meta=meta, step=int(step))

@@ -1,0 +1,41 @@
+"""LitePose models: `create(arch, num_keypoints, dtype=...)` returns the linen module."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Union
+
+import jax
+import jax.numpy as jnp
+
+from litepose_jax.models.arch import ARCHS, Arch, get_arch, make_divisible
+from litepose_jax.models.litepose import LitePose
+
+__all__ = ['ARCHS', 'Arch', 'LitePose', 'create', 'get_arch', 'init_variables', 'make_divisible']
+
+_DTYPES = {'float32': jnp.float32, 'fp32': jnp.float32, 'bfloat16': jnp.bfloat16, 'bf16': jnp.bfloat16,
+           'float16': jnp.float16, 'fp16': jnp.float16}
+
+
+def create(arch: Union[str, Arch, Mapping[str, Any]], num_keypoints: int, dtype: Any = jnp.float32,
+           depthwise_impl: str = 'auto') -> LitePose:
+  """Builds LitePose.
+
+  Args:
+    arch: 'xs' | 's' | 'm' | 'l', an authors' architecture JSON (path, string or dict), or an Arch.
+    num_keypoints: K (14 CrowdPose, 17 COCO).
+    dtype: compute dtype, e.g. jnp.bfloat16 or 'bfloat16'; parameters stay float32.
+    depthwise_impl: 'auto' (shifted multiply-adds on CPU, native conv elsewhere), 'xla' or 'shift'.
+  Returns:
+    The linen module; `apply(variables, images[B,H,W,3], train=False)` returns
+    (out_quarter [B,H/4,W/4,2K], out_half [B,H/2,W/2,K]).
+  """
+  if isinstance(dtype, str):
+    dtype = _DTYPES[dtype]
+  return LitePose(arch=get_arch(arch), num_keypoints=int(num_keypoints), dtype=dtype,
+                  depthwise_impl=depthwise_impl)
+
+
+def init_variables(model: LitePose, rng: jax.Array, image_size: int | None = None, batch: int = 1):
+  """{'params', 'batch_stats'} for `model`, initialised as PyTorch initialises the authors' model."""
+  size = image_size or model.arch.img_size
+  return model.init(rng, jnp.zeros((batch, size, size, 3), jnp.float32), train=False)

@@ -1,0 +1,210 @@
+"""LitePose building blocks (spec a.1), Flax linen, NHWC.
+
+Every convolution has no bias. Weights are stored in Flax layouts (HWIO; depthwise [k,k,C]; transposed
+conv [4,4,in,out] in PyTorch's orientation, see `Deconv`) and initialised as PyTorch does by default
+(kaiming-uniform a=√5, i.e. U(±1/√fan_in)), so a model trained from scratch here starts where the authors'
+did.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Callable, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from litepose_jax.models import depthwise
+from litepose_jax.models.arch import make_divisible
+
+Dtype = Any
+
+
+def torch_uniform_init(fan_in: int) -> Callable:
+  """PyTorch's default conv init: U(−1/√fan_in, 1/√fan_in)."""
+  bound = 1.0 / math.sqrt(fan_in)
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
+
+
+class BatchNorm(nn.Module):
+  """BatchNorm equal to PyTorch's BatchNorm2d in both modes.
+
+  Train mode normalises with the biased batch variance but updates the running variance with the
+  unbiased one (n/(n−1)), momentum 0.1 in PyTorch terms; eval mode uses the running statistics. Statistics
+  are computed in float32 whatever the compute dtype. Under `jit` with a batch-sharded input the batch
+  mean is a global reduction, i.e. this acts as synchronised BN across devices.
+
+  Attributes:
+    epsilon: added to the variance (PyTorch default 1e-5).
+    momentum: PyTorch convention: running = (1 − momentum)·running + momentum·batch.
+    dtype: output dtype (None: the input's).
+  """
+  epsilon: float = 1e-5
+  momentum: float = 0.1
+  dtype: Optional[Dtype] = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    c = x.shape[-1]
+    scale = self.param('scale', nn.initializers.ones, (c,), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (c,), jnp.float32)
+    ra_mean = self.variable('batch_stats', 'mean', lambda: jnp.zeros((c,), jnp.float32))
+    ra_var = self.variable('batch_stats', 'var', lambda: jnp.ones((c,), jnp.float32))
+    xf = x.astype(jnp.float32)
+    if train:
+      axes = tuple(range(x.ndim - 1))
+      mean = jnp.mean(xf, axes)
+      var = jnp.mean(jnp.square(xf - mean), axes)
+      if not self.is_initializing():
+        n = math.prod(x.shape[:-1])
+        unbiased = var * (n / max(n - 1, 1))
+        ra_mean.value = (1 - self.momentum) * ra_mean.value + self.momentum * mean
+        ra_var.value = (1 - self.momentum) * ra_var.value + self.momentum * unbiased
+    else:
+      mean, var = ra_mean.value, ra_var.value
+    # Folded into one multiply-add per element: y = x·a + b.
+    a = scale * lax.rsqrt(var + self.epsilon)
+    b = bias - mean * a
+    return (xf * a + b).astype(self.dtype or x.dtype)
+
+
+class Conv(nn.Module):
+  """Dense k×k convolution, no bias, symmetric padding k//2, PyTorch init. [B,H,W,Cin] → [B,H',W',Cout]."""
+  features: int
+  kernel_size: int = 1
+  stride: int = 1
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k, cin = self.kernel_size, x.shape[-1]
+    kernel = self.param('kernel', torch_uniform_init(cin * k * k), (k, k, cin, self.features), jnp.float32)
+    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    if k == 1 and self.stride == 1:
+      # A 1x1 convolution is a matmul over channels; XLA:CPU runs the dot faster than the conv.
+      return jnp.einsum('bhwc,cd->bhwd', x, kernel[0, 0])
+    pad = k // 2
+    return lax.conv_general_dilated(x, kernel, (self.stride, self.stride), ((pad, pad), (pad, pad)),
+                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+class DepthwiseConv(nn.Module):
+  """Depthwise k×k convolution (groups = channels), no bias. [B,H,W,C] → [B,H',W',C].
+
+  Attributes:
+    kernel_size, stride: as PyTorch; padding is k//2 on both sides.
+    impl: 'auto' | 'xla' | 'shift', see `depthwise.py`.
+  """
+  kernel_size: int
+  stride: int = 1
+  impl: str = 'auto'
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k, c = self.kernel_size, x.shape[-1]
+    kernel = self.param('kernel', torch_uniform_init(k * k), (k, k, c), jnp.float32)
+    return depthwise.depthwise_conv(x.astype(self.dtype), kernel.astype(self.dtype), self.stride,
+                                    self.impl)
+
+
+class ConvBN(nn.Module):
+  """Conv (dense or depthwise) → BN → optional activation (spec a.1 ConvBNReLU6 and the linear variants)."""
+  features: int
+  kernel_size: int = 1
+  stride: int = 1
+  depthwise: bool = False
+  act: Optional[Callable[[jax.Array], jax.Array]] = jax.nn.relu6
+  impl: str = 'auto'
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    if self.depthwise:
+      if self.features != x.shape[-1]:
+        raise ValueError(f'depthwise conv keeps channels: {x.shape[-1]} → {self.features}')
+      x = DepthwiseConv(self.kernel_size, self.stride, self.impl, self.dtype, name='conv')(x)
+    else:
+      x = Conv(self.features, self.kernel_size, self.stride, self.dtype, name='conv')(x)
+    x = BatchNorm(dtype=self.dtype, name='bn')(x, train)
+    return self.act(x) if self.act is not None else x
+
+
+class InvBottleneck(nn.Module):
+  """MobileNetV2 block with a large depthwise kernel (spec a.1).
+
+  1x1 expand (t·Cin, always present) → BN → ReLU6 → k×k depthwise (stride) → BN → ReLU6 → 1x1 project →
+  BN; the input is added iff stride == 1 and Cin == Cout. [B,H,W,Cin] → [B,H/stride,W/stride,Cout].
+  """
+  features: int
+  stride: int = 1
+  expansion: int = 6
+  kernel_size: int = 7
+  impl: str = 'auto'
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    cin = x.shape[-1]
+    hidden = make_divisible(round(cin * self.expansion))
+    conv_bn = functools.partial(ConvBN, impl=self.impl, dtype=self.dtype)
+    y = conv_bn(hidden, 1, name='expand')(x, train)
+    y = conv_bn(hidden, self.kernel_size, self.stride, depthwise=True, name='depthwise')(y, train)
+    y = conv_bn(self.features, 1, act=None, name='project')(y, train)
+    if self.stride == 1 and cin == self.features:
+      y = y + x
+    return y
+
+
+class SepConv(nn.Module):
+  """Final prediction layer (spec a.1): 5x5 depthwise → BN → ReLU → 1x1 linear conv (no bias, no BN)."""
+  features: int
+  kernel_size: int = 5
+  impl: str = 'auto'
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    y = ConvBN(x.shape[-1], self.kernel_size, depthwise=True, act=jax.nn.relu, impl=self.impl,
+               dtype=self.dtype, name='depthwise')(x, train)
+    return Conv(self.features, 1, dtype=self.dtype, name='pointwise')(y)
+
+
+def deconv_2x(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """PyTorch ConvTranspose2d(k=4, stride=2, padding=1), exactly 2x upsampling.
+
+  y[2i−1+a, 2j−1+b, o] += Σ_c x[i, j, c]·W[a, b, c, o] for a, b ∈ {0..3}: a stride-1 convolution of the
+  2x-dilated input, padded by 2, with the spatially flipped kernel.
+
+  Args:
+    x: [B, H, W, Cin].
+    kernel: [4, 4, Cin, Cout], PyTorch's (Cin, Cout, 4, 4) weight transposed (not flipped).
+  Returns:
+    [B, 2H, 2W, Cout].
+  """
+  return lax.conv_general_dilated(x, kernel[::-1, ::-1], window_strides=(1, 1), padding=((2, 2), (2, 2)),
+                                  lhs_dilation=(2, 2), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+class Deconv(nn.Module):
+  """Transposed conv k4 s2 p1, no bias: [B,H,W,Cin] → [B,2H,2W,Cout].
+
+  PyTorch computes fan_in of a ConvTranspose2d weight (Cin, Cout, k, k) from dim 1, i.e. Cout·k·k; the
+  default init follows that.
+  """
+  features: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    cin = x.shape[-1]
+    kernel = self.param('kernel', torch_uniform_init(self.features * 16), (4, 4, cin, self.features),
+                        jnp.float32)
+    return deconv_2x(x.astype(self.dtype), kernel.astype(self.dtype))
