@@ -1,0 +1,14 @@
+"""LitePose-L on CrowdPose with the authors' recipe (spec d.2); `:coco` switches to COCO (17 joints).
+
+  python train.py --config=configs/litepose_l.py --workdir=workdirs/litepose_l
+  python train.py --config=configs/litepose_l.py:coco --workdir=workdirs/litepose_l_coco
+
+Global batch 16 (the authors' 16 images per GPU on one device; scale lr with --config.optimizer.lr when
+changing it). Published: see the README results table.
+"""
+
+from configs import common
+
+
+def get_config(arg: str = 'crowdpose'):
+  return common.get_config(arch='l', dataset=arg or 'crowdpose')

@@ -1,0 +1,14 @@
+"""LitePose-M on CrowdPose with the authors' recipe (spec d.2); `:coco` switches to COCO (17 joints).
+
+  python train.py --config=configs/litepose_m.py --workdir=workdirs/litepose_m
+  python train.py --config=configs/litepose_m.py:coco --workdir=workdirs/litepose_m_coco
+
+Global batch 16 (the authors' 16 images per GPU on one device; scale lr with --config.optimizer.lr when
+changing it). Published: see the README results table.
+"""
+
+from configs import common
+
+
+def get_config(arg: str = 'crowdpose'):
+  return common.get_config(arch='m', dataset=arg or 'crowdpose')
