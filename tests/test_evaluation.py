@@ -166,8 +166,10 @@ def test_results_roundtrip_and_bbox(tmp_path, data_dir):
     assert set(r) == {'image_id', 'category_id', 'keypoints', 'score', 'bbox'} and r['category_id'] == 1
     x, y = r['keypoints'][0::3], r['keypoints'][1::3]
     assert r['bbox'] == [min(x), min(y), max(x) - min(x), max(y) - min(y)]
-  assert evaluation.evaluate(gt_path, out) == ev.compute()
-  assert evaluation.evaluate(gt_path, preds) == ev.compute()
+  # The written file evaluates to the published numbers, exactly as the arrays it came from.
+  from_file = evaluation.evaluate(gt_path, out)
+  assert all(abs(from_file[k] - v) <= 1e-4 for k, v in XTCOCOTOOLS_EXAMPLE.items())
+  assert from_file == ev.compute()
 
 
 def test_add_batch_with_valid_mask(data_dir):
@@ -185,7 +187,8 @@ def test_add_batch_with_valid_mask(data_dir):
   ev = evaluation.KeypointEvaluator(gt_path, 'crowdpose')
   ev.add_batch(ids, kps, scores, valid)
   assert len(ev) == len(preds)
-  assert ev.compute() == evaluation.evaluate(gt_path, preds)
+  metrics = ev.compute()
+  assert all(abs(metrics[k] - v) <= 1e-4 for k, v in XTCOCOTOOLS_EXAMPLE.items())
 
 
 def test_bad_input_errors(tmp_path, data_dir):

@@ -119,7 +119,7 @@ class KeypointEvaluator:
     k = self.gt.num_keypoints
     self.keypoint_set = (kp_lib.get(keypoint_set) if keypoint_set is not None
                          else kp_lib.for_num_keypoints(k))
-    if self.keypoint_set.num_keypoints != k:
+    if self.keypoint_set.num_keypoints != k and len(self.gt.keypoints):
       raise ValueError(f'{self.gt.source}: ground truth has {k} joints per person, keypoint set '
                        f'{self.keypoint_set.name!r} has {self.keypoint_set.num_keypoints}')
     self.protocol = protocol or protocol_lib.for_keypoint_set(self.keypoint_set)

@@ -3,7 +3,8 @@
 OKS = mean over the GT's labelled joints of exp(-d² / (2·s²·k²)), k = 2σ, s² = the object scale (COCO: the
 segment area; CrowdPose: bbox w·h·0.53). A GT with no labelled joint (an ignore region) is compared with the
 box made of its bbox grown by one width / height on every side: a joint inside that box is at distance 0.
-That is pycocotools' `computeOks`, including its operation order and the eps added to the scale.
+That is pycocotools' `computeOks`, with its per-joint operation order and the eps added to the scale (only
+the final sum over joints may round differently, in the last bit).
 """
 
 from __future__ import annotations
