@@ -1,0 +1,1 @@
+"""Data: records, TFDS builders, tf.data pipelines (train / eval) and the synthetic dataset."""
