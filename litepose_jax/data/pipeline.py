@@ -26,6 +26,7 @@ from typing import Optional
 import tensorflow as tf
 
 from litepose_jax import keypoints as kp_lib
+from litepose_jax.data import geometry
 from litepose_jax.data import sources
 from litepose_jax.data import targets
 from litepose_jax.data import transforms
@@ -95,19 +96,18 @@ def _train_example_fn(config, process_index: int):
   size = _input_size(config)
   max_people = int(config.input.get('max_people', 30))
   transform = targets.train_transform(size, keypoint_set, float(config.input.sigma), max_people)
-  decode = transforms.get_decode()
   base_seed = tf.constant([int(config.seed), process_index], tf.int64)
 
   def fn(j, record):
-    features = decode({'image_bytes': _read_image(record)})
-    features['ignore_rle'] = record['ignore_rle']
+    data = _read_image(record)
+    hw = transforms.image_hw(data)
     # The authors' person filter (spec b): crowd annotations without keypoints are not people.
-    used = (record['iscrowd'] == 0) | (record['num_keypoints'] > 0)
-    features['keypoints'] = tf.boolean_mask(record['keypoints'], used)
-    features['area'] = tf.boolean_mask(record['area'], used)
-    shape = tf.shape(features['image'])
+    used = tf.equal(record['iscrowd'], 0) | (record['num_keypoints'] > 0)
     seed = tf.random.experimental.stateless_fold_in(base_seed, j)
-    features['aug'] = sample_augmentation(seed, shape[0], shape[1], config)
+    features = {'image_bytes': data, 'image_hw': hw, 'ignore_rle': record['ignore_rle'],
+                'keypoints': tf.boolean_mask(record['keypoints'], used),
+                'area': tf.boolean_mask(record['area'], used),
+                'aug': sample_augmentation(seed, hw[0], hw[1], config)}
     out = transform(features)
     return {k: out[k] for k in ('image', 'heatmaps_0', 'heatmaps_1', 'masks_0', 'masks_1', 'joints_0',
                                 'joints_1')}
@@ -208,7 +208,7 @@ def make_eval_dataset(config, *, process_index: int = 0, process_count: int = 1,
   threads = tf_threads(config)
 
   def meta(record):
-    out_hw, _, _, _ = transforms.eval_geometry(record['height'], record['width'], size)
+    out_hw, _, _, _ = geometry.eval_geometry(record['height'], record['width'], size)
     path = record.get('image_path', tf.constant(''))
     data = record.get('image_bytes', tf.constant(b''))
     return {'image_id': record['image_id'], 'path': path, 'data': data, 'out_hw': out_hw, '_mask': True}
@@ -226,13 +226,12 @@ def make_eval_dataset(config, *, process_index: int = 0, process_count: int = 1,
     return {k: v[process_index * local:(process_index + 1) * local] for k, v in out.items()}
 
   resize = transforms.get_eval_resize(size)
-  normalize = transforms.get_normalize()
 
   def load(item):
     def real():
       data = tf.cond(tf.strings.length(item['data']) > 0, lambda: item['data'],
                      lambda: tf.io.read_file(item['path']))
-      f = normalize(resize({'image': transforms.decode_image(data)}))
+      f = resize({'image': transforms.decode_image(data)})
       return f['image'], f['center'], f['scale'], f['image_size']
 
     def padding():

@@ -142,15 +142,17 @@ def get_targets(num_joints: int, output_sizes: Sequence[int], sigma: float = 2.0
 
 
 def train_transform(input_size: int, keypoint_set: kp_lib.KeypointSet, sigma: float = 2.0,
-                    max_people: int = 30) -> transforms.Op:
-  """Affine → flip → normalise → targets (spec d.1 + b), given the draws in 'aug'.
+                    max_people: int = 30, decoded: bool = False) -> transforms.Op:
+  """Geometry → decode (crop) → affine, flip, normalise → targets (spec d.1 + b), given the draws.
 
-  Reads 'image' [H,W,3] uint8, 'ignore_rle' [C], 'keypoints' [P,K,3], 'area' [P], 'aug'.
+  Reads 'image_bytes' (or, with decoded=True, 'image' [H,W,3] uint8), 'image_hw' [2], 'ignore_rle' [C],
+  'keypoints' [P,K,3], 'area' [P], 'aug' {'scale', 'rot', 'dx', 'dy', 'flip'}.
   Returns features with 'image' [I,I,3] float32 normalised and the keys added by get_targets ('aug' kept).
   """
   sizes = output_sizes_for(input_size)
-  ops = [transforms.get_affine_and_flip(input_size, sizes, keypoint_set.flip_index),
-         transforms.get_normalize(),
+  ops = [transforms.get_geometry(input_size, sizes),
+         transforms.get_crop_region() if decoded else transforms.get_decode_region(),
+         transforms.get_affine_flip_normalize(input_size, sizes, keypoint_set.flip_index),
          get_targets(keypoint_set.num_keypoints, sizes, sigma, max_people)]
 
   def op(features):
@@ -197,14 +199,15 @@ def make_train_example(image: np.ndarray, keypoints: np.ndarray, ignore_mask: Op
     raise ValueError(f'ignore_mask is {np.shape(ignore_mask)}, expected {image.shape[:2]}')
   rle = np.zeros([0], np.int32) if ignore_mask is None else transforms.rle_from_mask(ignore_mask)
   features = {
-      'image': tf.constant(image), 'ignore_rle': tf.constant(rle), 'keypoints': tf.constant(keypoints),
+      'image': tf.constant(image), 'image_hw': tf.constant(image.shape[:2], tf.int32),
+      'ignore_rle': tf.constant(rle), 'keypoints': tf.constant(keypoints),
       'area': tf.constant(np.asarray(area, np.float32)),
       'aug': {'scale': tf.constant(float(aug['aug_scale']), tf.float64),
               'rot': tf.constant(float(aug['rot']), tf.float64),
               'dx': tf.constant(int(aug['dx']), tf.int32), 'dy': tf.constant(int(aug['dy']), tf.int32),
               'flip': tf.constant(bool(aug['flip']))},
   }
-  out = train_transform(input_size, keypoint_set, sigma, max_people)(features)
+  out = train_transform(input_size, keypoint_set, sigma, max_people, decoded=True)(features)
   scales = range(len(output_sizes_for(input_size)))
   return {'image': out['image'].numpy(),
           'heatmaps': [out[f'heatmaps_{s}'].numpy() for s in scales],
