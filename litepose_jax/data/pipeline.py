@@ -98,6 +98,8 @@ def _train_example_fn(config, process_index: int):
   transform = targets.train_transform(size, keypoint_set, float(config.input.sigma), max_people)
   base_seed = tf.constant([int(config.seed), process_index], tf.int64)
 
+  # No autograph: the code has no Python control flow on tensors, and converting it took ~10 s of tracing.
+  @tf.autograph.experimental.do_not_convert
   def fn(j, record):
     data = _read_image(record)
     hw = transforms.image_hw(data)
@@ -145,6 +147,7 @@ def make_train_dataset(config, *, process_index: int = 0, process_count: int = 1
   seed = int(config.seed)
   buffer = int(config.input.get('shuffle_buffer', 2048))
 
+  @tf.autograph.experimental.do_not_convert
   def epoch(e):
     first = tf.where(tf.equal(e, start_epoch), tf.constant(offset, tf.int64), tf.constant(0, tf.int64))
     return source.epoch_dataset(seed, e, first, buffer)
@@ -207,12 +210,14 @@ def make_eval_dataset(config, *, process_index: int = 0, process_count: int = 1,
   source = source or sources.make_source(config, 'eval')
   threads = tf_threads(config)
 
+  @tf.autograph.experimental.do_not_convert
   def meta(record):
     out_hw, _, _, _ = geometry.eval_geometry(record['height'], record['width'], size)
     path = record.get('image_path', tf.constant(''))
     data = record.get('image_bytes', tf.constant(b''))
     return {'image_id': record['image_id'], 'path': path, 'data': data, 'out_hw': out_hw, '_mask': True}
 
+  @tf.autograph.experimental.do_not_convert
   def pad_batch(batch):
     n = tf.shape(batch['image_id'])[0]
     pad = global_batch - n
@@ -227,6 +232,7 @@ def make_eval_dataset(config, *, process_index: int = 0, process_count: int = 1,
 
   resize = transforms.get_eval_resize(size)
 
+  @tf.autograph.experimental.do_not_convert
   def load(item):
     def real():
       data = tf.cond(tf.strings.length(item['data']) > 0, lambda: item['data'],

@@ -64,6 +64,7 @@ class InMemorySource:
   def summary_line(self) -> str:
     return self.summary.line()
 
+  @tf.autograph.experimental.do_not_convert
   def _get(self, index):
     return {key: value[index] for key, value in self._table.items()}
 
