@@ -220,7 +220,7 @@ def test_rle_string_decoder_matches_pycocotools():
     counts = ignore_regions.rle_string_to_counts(rle['counts'])
     flat = np.repeat(np.arange(len(counts)) % 2, counts).astype(np.uint8)
     np.testing.assert_array_equal(flat.reshape(23, 37).T, m)
-    np.testing.assert_array_equal(transforms.rle_from_mask(m), counts)
+    np.testing.assert_array_equal(ignore_regions.rle_from_mask(m), counts)
 
 
 def test_inspect_image_reads_headers(data_dir, tmp_path):

@@ -81,3 +81,16 @@ def ignore_rle(annotations: Sequence[Mapping], height: int, width: int) -> np.nd
   if counts.sum() != height * width:
     raise ValueError(f'ignore-region RLE covers {counts.sum()} pixels, expected {height}x{width}')
   return counts.astype(np.int32)
+
+
+def rle_from_mask(mask: np.ndarray) -> np.ndarray:
+  """[H,W] NumPy mask (nonzero = inside) → column-major run lengths, the records' 'ignore_rle' format."""
+  flat = (np.asarray(mask) != 0).reshape(-1, order='F').astype(np.int8)
+  if not flat.any():
+    return np.zeros([0], np.int32)
+  change = np.flatnonzero(np.diff(flat)) + 1
+  bounds = np.concatenate([[0], change, [flat.size]])
+  runs = np.diff(bounds)
+  if flat[0]:
+    runs = np.concatenate([[0], runs])  # RLE starts with a (here empty) run of zeros
+  return runs.astype(np.int32)

@@ -165,6 +165,11 @@ def make_train_dataset(config, *, process_index: int = 0, process_count: int = 1
   return ds.with_options(_options(threads))
 
 
+def steps_per_epoch(config) -> int:
+  """Global training steps per epoch: training images // input.batch_size (for epoch-based schedules)."""
+  return max(1, sources.make_source(config, 'train').num_examples // int(config.input.batch_size))
+
+
 def eval_annotation_file(config) -> str:
   """The ground-truth json of the evaluation split (for the COCO / CrowdPose evaluator)."""
   ds = config.dataset

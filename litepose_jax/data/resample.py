@@ -26,7 +26,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _coordinates(matrix, offset_xy, out_h, out_w, flip):
-  """Sampling positions matrix⁻¹·(x, y) of the output grid, minus offset_xy: (sx, sy) [h,w] float32.
+  """Sampling positions matrix⁻¹·(x, y) of the output grid, minus offset_xy: (sx, sy) [N] float32.
 
   Affine maps are separable into a column term and a row term, so only one broadcast add per axis runs
   over the whole grid. `flip` reverses the output columns (the authors' flip of the warped image).
@@ -189,7 +189,8 @@ def warp(image: tf.Tensor, matrix: tf.Tensor, out_hw: Sequence, normalize: bool 
   table = _pair_table(image)
   pairs = [tf.gather(table, _pair_index(x0, tf.clip_by_value(y0 + d, 0, shape[0] - 1), shape[1], pairs_even))
            for d in (0, 1)]
-  out = _blend(pairs[0], pairs[1], tf.stack([wx0, wx1]), tf.stack([wy0, wy1]), normalize)
+  out = _call(_blend, {'normalize': normalize}, pairs[0], pairs[1], tf.stack([wx0, wx1]),
+              tf.stack([wy0, wy1]))  # XLA: compiled once per test-input shape bucket
   return tf.reshape(out, tf.stack([out_hw[0], out_hw[1], 3]))
 
 

@@ -13,6 +13,7 @@ Records in tf.data carry the keys of records.py, with 'image_bytes' (TFDS) or 'i
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Optional
 
@@ -129,6 +130,16 @@ def _json_paths(config, split_kind: str) -> tuple[str, str]:
   return ann_file, image_dir or os.path.dirname(ann_file)
 
 
+@functools.lru_cache(maxsize=8)
+def _load_json(ann_file: str, image_dir: str, keypoints: str, training: bool, skip: bool, max_people: int,
+               source: str, mtime_ns: int):
+  """load_coco_json, cached per file version: the pipelines and steps_per_epoch share one load (the image
+  checks touch every file, which takes a while on a large custom dataset)."""
+  del mtime_ns  # part of the cache key only
+  return records_lib.load_coco_json(ann_file, image_dir, keypoints, for_training=training,
+                                    skip_bad_samples=skip, max_people=max_people, source=source)
+
+
 def make_source(config, split_kind: str, *, process_index: int = 0, process_count: int = 1):
   """The record source a config names for 'train' or 'eval' (config.dataset.name decides the kind)."""
   from litepose_jax.data import synthetic  # pylint: disable=g-import-not-at-top
@@ -141,9 +152,9 @@ def make_source(config, split_kind: str, *, process_index: int = 0, process_coun
       ann_file, image_dir = synthetic.ensure(config, 'train' if training else 'val')
     else:
       ann_file, image_dir = _json_paths(config, split_kind)
-    recs, summary = records_lib.load_coco_json(ann_file, image_dir, ds.keypoints, for_training=training,
-                                               skip_bad_samples=skip, max_people=max_people,
-                                               source=f'{ds.name} {split_kind}')
+    mtime = os.stat(ann_file).st_mtime_ns if os.path.exists(ann_file) else 0
+    recs, summary = _load_json(str(ann_file), str(image_dir), ds.keypoints, training, skip, max_people,
+                               f'{ds.name} {split_kind}', mtime)
     return InMemorySource(recs, summary, process_index=process_index, process_count=process_count,
                           ann_file=ann_file)
   from litepose_jax.data import builders  # pylint: disable=g-import-not-at-top

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from litepose_jax import keypoints as kp_lib
+from litepose_jax.data import ignore_regions
 from litepose_jax.data import transforms
 
 
@@ -197,7 +198,7 @@ def make_train_example(image: np.ndarray, keypoints: np.ndarray, ignore_mask: Op
       area[p] = np.ptp(pts[:, 0]) * np.ptp(pts[:, 1]) if len(pts) else 0.0
   if ignore_mask is not None and np.shape(ignore_mask) != image.shape[:2]:
     raise ValueError(f'ignore_mask is {np.shape(ignore_mask)}, expected {image.shape[:2]}')
-  rle = np.zeros([0], np.int32) if ignore_mask is None else transforms.rle_from_mask(ignore_mask)
+  rle = np.zeros([0], np.int32) if ignore_mask is None else ignore_regions.rle_from_mask(ignore_mask)
   features = {
       'image': tf.constant(image), 'image_hw': tf.constant(image.shape[:2], tf.int32),
       'ignore_rle': tf.constant(rle), 'keypoints': tf.constant(keypoints),

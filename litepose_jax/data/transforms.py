@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-import numpy as np
 import tensorflow as tf
 
 from litepose_jax.data import geometry
@@ -58,19 +57,6 @@ def decode_region(encoded: tf.Tensor, box: tf.Tensor) -> tf.Tensor:
   region = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
   region.set_shape([None, None, 3])
   return region
-
-
-def rle_from_mask(mask) -> np.ndarray:
-  """[H,W] NumPy mask (nonzero = inside) → column-major run lengths, the records' 'ignore_rle' format."""
-  flat = (np.asarray(mask) != 0).reshape(-1, order='F').astype(np.int8)
-  if not flat.any():
-    return np.zeros([0], np.int32)
-  change = np.flatnonzero(np.diff(flat)) + 1
-  bounds = np.concatenate([[0], change, [flat.size]])
-  runs = np.diff(bounds)
-  if flat[0]:
-    runs = np.concatenate([[0], runs])  # RLE starts with a (here empty) run of zeros
-  return runs.astype(np.int32)
 
 
 def get_geometry(input_size: int, output_sizes: Sequence[int]) -> Op:
