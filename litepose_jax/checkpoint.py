@@ -18,6 +18,7 @@ from typing import Any, Mapping, Optional
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 from litepose_jax import keypoints as kp_lib
 from litepose_jax import models
@@ -112,8 +113,11 @@ class TrainCheckpointer:
   processes call every method (orbax writes replicated arrays once, from the primary process).
   """
 
-  def __init__(self, directory: str | os.PathLike, meta: Mapping[str, Any], max_to_keep: int = 3):
-    self.directory = pathlib.Path(directory).absolute()
+  def __init__(self, directory: epath.PathLike, meta: Mapping[str, Any], max_to_keep: int = 3):
+    # epath: local directories and object stores (gs://, shared by all workers of a TPU slice) alike.
+    self.directory = epath.Path(directory)
+    if '://' not in str(directory):
+      self.directory = self.directory.absolute()
     self._meta = dict(meta)
     options = ocp.CheckpointManagerOptions(max_to_keep=max(1, int(max_to_keep)), create=True,
                                            enable_async_checkpointing=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import pathlib
 import signal
 import threading
 import time
@@ -24,6 +23,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional
 
 import jax
 import numpy as np
+from etils import epath
 from jax.experimental import multihost_utils
 
 from litepose_jax import checkpoint
@@ -53,7 +53,7 @@ class TrainInput:
 
 
 # eval_fn(model, variables, config, workdir, step) -> {metric name: value}
-EvalFn = Callable[[Any, Mapping[str, Any], Any, pathlib.Path, int], Mapping[str, float]]
+EvalFn = Callable[[Any, Mapping[str, Any], Any, epath.Path, int], Mapping[str, float]]
 
 
 def pipeline_train_input(config) -> TrainInput:
@@ -68,7 +68,7 @@ def pipeline_train_input(config) -> TrainInput:
   return TrainInput(num_examples=pipeline.num_train_examples(config), batches=batches)
 
 
-def library_eval_fn(model, variables, config, workdir: pathlib.Path, step: int) -> dict:
+def library_eval_fn(model, variables, config, workdir: epath.Path, step: int) -> dict:
   """AP on the eval split through the evaluation library (litepose_jax.eval_lib)."""
   try:
     from litepose_jax import eval_lib  # pylint: disable=g-import-not-at-top
@@ -148,7 +148,7 @@ def _init_from(path: str, model) -> dict:
   return {'params': loaded.variables['params'], 'batch_stats': loaded.variables['batch_stats']}
 
 
-def train_and_evaluate(config, workdir: str | pathlib.Path, *, train_input: Optional[TrainInput] = None,
+def train_and_evaluate(config, workdir: epath.PathLike, *, train_input: Optional[TrainInput] = None,
                        eval_fn: Optional[EvalFn] = None) -> dict:
   """Trains (and evaluates) the model a config describes; resumable and preemption-safe.
 
@@ -162,7 +162,8 @@ def train_and_evaluate(config, workdir: str | pathlib.Path, *, train_input: Opti
     {'step': last completed step, 'preempted': bool, 'train': last logged train metrics,
      'eval': last eval metrics}.
   """
-  workdir = pathlib.Path(workdir).absolute()
+  # A local path or an object-store URL (gs://bucket/run) that every worker of a TPU slice can reach.
+  workdir = epath.Path(workdir) if '://' in str(workdir) else epath.Path(workdir).absolute()
   workdir.mkdir(parents=True, exist_ok=True)
   pidx, pcount = jax.process_index(), jax.process_count()
   is_main = pidx == 0

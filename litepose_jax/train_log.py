@@ -8,7 +8,6 @@ import json
 import logging
 import math
 import os
-import pathlib
 import socket
 import struct
 import sys
@@ -17,6 +16,7 @@ from typing import Any, Mapping, Optional
 
 import jax
 import numpy as np
+from etils import epath
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,34 @@ def _event(step: int, wall_time: float, *, file_version: str = '', scalars: Mapp
   return msg
 
 
+class _AppendFile:
+  """An append-only file. Object stores (gs://) cannot append, so there the content is rewritten on flush
+  (event and metric files stay small: about 1 MB per 10k logged steps)."""
+
+  def __init__(self, path: epath.Path):
+    self._path = path
+    self._remote = '://' in str(path)
+    self._buf = bytearray()
+    self._f = None if self._remote else open(path, 'ab')
+
+  def write(self, data: bytes):
+    if self._remote:
+      self._buf += data
+    else:
+      self._f.write(data)
+
+  def flush(self):
+    if self._remote:
+      self._path.write_bytes(bytes(self._buf))
+    else:
+      self._f.flush()
+
+  def close(self):
+    self.flush()
+    if self._f is not None:
+      self._f.close()
+
+
 class EventFileWriter:
   """TensorBoard event files without TensorFlow (TFRecord framing + hand-encoded Event protos).
 
@@ -77,11 +105,12 @@ class EventFileWriter:
   tf.summary.scalar also needs the separate `tensorboard` package; this writes the same scalar events.
   """
 
-  def __init__(self, logdir: str | pathlib.Path):
+  def __init__(self, logdir: epath.PathLike):
     name = f'events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}'
-    self.path = pathlib.Path(logdir) / name
-    self._f = open(self.path, 'ab')
+    self.path = epath.Path(logdir) / name
+    self._f = _AppendFile(self.path)
     self._write(_event(0, time.time(), file_version='brain.Event:2'))
+    self._f.flush()
 
   def _write(self, data: bytes):
     header = struct.pack('<Q', len(data))
@@ -104,14 +133,14 @@ class MetricWriter:
     enabled: False on every process but 0, so a multi-host run writes once.
   """
 
-  def __init__(self, logdir: str | pathlib.Path, enabled: bool = True):
+  def __init__(self, logdir: epath.PathLike, enabled: bool = True):
     self.enabled = enabled
     self._jsonl = self._events = None
     if not enabled:
       return
-    logdir = pathlib.Path(logdir)
+    logdir = epath.Path(logdir)
     logdir.mkdir(parents=True, exist_ok=True)
-    self._jsonl = open(logdir / 'metrics.jsonl', 'a')
+    self._jsonl = _AppendFile(logdir / 'metrics.jsonl')
     self._events = EventFileWriter(logdir)
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]):
@@ -119,7 +148,7 @@ class MetricWriter:
     if not self.enabled or not scalars:
       return
     values = {k: float(v) for k, v in scalars.items()}
-    self._jsonl.write(json.dumps({'step': int(step), **values}) + '\n')
+    self._jsonl.write((json.dumps({'step': int(step), **values}) + '\n').encode())
     self._jsonl.flush()
     self._events.scalars(step, values)
 
