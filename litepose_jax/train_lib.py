@@ -37,6 +37,9 @@ from litepose_jax import train_step as step_lib
 
 log = logging.getLogger(__name__)
 
+# Order of the values in log lines (the step's metrics come back as a key-sorted dict).
+_LOG_ORDER = ('loss', 'heatmap_0', 'heatmap_1', 'push', 'pull', 'lr', 'grad_norm')
+
 
 @dataclasses.dataclass
 class TrainInput:
@@ -233,7 +236,7 @@ def train_and_evaluate(config, workdir: epath.PathLike, *, train_input: Optional
     batches = iter(train_input.batches(start, pidx, pcount))
     pending = None                 # (step, device metrics) of the last dispatched step
     window = []                    # host metrics since the last log line
-    t_window = time.perf_counter()
+    t_window, timed = time.perf_counter(), 0   # clock and step count for images/s (compile, eval excluded)
     step = start
     with _StopSignal() as stop:
       while step < total_steps:
@@ -253,13 +256,13 @@ def train_and_evaluate(config, workdir: epath.PathLike, *, train_input: Optional
           _check_finite(pending[0], window[-1], ckpt)
         pending = (step + 1, metrics)
         step += 1
+        timed += 1
         if step == start + 1:
           jax.block_until_ready(metrics)
           if is_main:
             log.info('first step (compilation included) took %.1f s', time.perf_counter() - t_window)
           progress.reset_clock(step)
-          t_window = time.perf_counter()
-          window.clear()
+          t_window, timed = time.perf_counter(), 0
 
         log_now = step % log_every == 0 or step == total_steps
         save_now = step % ckpt_every == 0 or step == total_steps
@@ -270,21 +273,24 @@ def train_and_evaluate(config, workdir: epath.PathLike, *, train_input: Optional
           pending = None
         if log_now and window:
           elapsed = time.perf_counter() - t_window
-          mean = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
+          keys = [k for k in _LOG_ORDER if k in window[0]] + sorted(set(window[0]) - set(_LOG_ORDER))
+          mean = {k: float(np.mean([m[k] for m in window])) for k in keys}
           mean['lr'] = float(window[-1]['lr'])
-          mean['images_per_s'] = global_batch * len(window) / max(elapsed, 1e-9)
-          mean['step_time_s'] = elapsed / len(window)
+          if timed:
+            mean['images_per_s'] = global_batch * timed / max(elapsed, 1e-9)
+            mean['step_time_s'] = elapsed / timed
           writer.write_scalars(step, {f'train/{k}': v for k, v in mean.items()})
           progress.update(step, mean)
           result['train'] = mean
           window.clear()
-          t_window = time.perf_counter()
+          t_window, timed = time.perf_counter(), 0
         else:
           progress.update(step)
         if save_now:
           save(step)
         if eval_now:
           result['eval'] = evaluate(step)
+          t_window, timed = time.perf_counter(), 0
 
       if pending is not None:
         _check_finite(pending[0], jax.device_get(pending[1]), ckpt)

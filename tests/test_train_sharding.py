@@ -58,6 +58,16 @@ def _compare_meshes() -> dict:
     return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in
                zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
+  # bfloat16 compute with float32 master weights: one step on 8 devices.
+  config.model.dtype = 'bfloat16'
+  mesh = sharding.make_mesh()
+  step16 = train_step.jit_train_step(train_step.make_train_step(config_utils.create_model(config), tx, schedule),
+                                     mesh)
+  s16, m16 = step16(sharding.replicate(state0, mesh), sharding.put_global_batch(batches[0], mesh))
+  bf16 = {'loss': float(m16['loss']), 'loss_fp32': float(results[1][1][0]['loss']),
+          'param_dtypes': sorted({str(x.dtype) for x in jax.tree.leaves(s16.params)}),
+          'param_change': max_diff(state0.params, jax.device_get(s16.params))}
+
   (s1, m1), (s8, m8) = results[1], results[8]
   b1 = float(config.optimizer.b1)
   return {'grads': max_diff(first[1], first[8]) / (1 - b1),
@@ -66,7 +76,7 @@ def _compare_meshes() -> dict:
           'loss_value': float(m1[-1]['loss']),
           'params': max_diff(s1.params, s8.params), 'batch_stats': max_diff(s1.batch_stats, s8.batch_stats),
           'opt_state': max_diff(s1.opt_state, s8.opt_state), 'ema': max_diff(s1.ema_params, s8.ema_params),
-          'param_change': max_diff(state0.params, s8.params)}
+          'param_change': max_diff(state0.params, s8.params), 'bf16': bf16}
 
 
 def test_eight_device_mesh_equals_one_device():
@@ -81,6 +91,9 @@ def test_eight_device_mesh_equals_one_device():
   assert diffs['param_change'] > 1e-3            # the steps really moved the weights
   assert max(diffs['loss']) <= 1e-5 * max(1.0, diffs['loss_value'])
   assert diffs['grads'] <= 1e-5 * diffs['grad_scale']
+  bf16 = diffs['bf16']
+  assert bf16['param_dtypes'] == ['float32'] and bf16['param_change'] > 1e-3
+  assert abs(bf16['loss'] - bf16['loss_fp32']) <= 0.02 * bf16['loss_fp32']
   for key in ('params', 'batch_stats', 'opt_state', 'ema'):
     assert diffs[key] <= 1e-5, (key, diffs)
 
@@ -140,8 +153,11 @@ def multiprocess_check(workdir: str, steps: int = 40, term_after: float = 90.0, 
     return {r['step']: r['train/loss'] for r in rows}
 
   multi, one = losses_of(workdir), losses_of(f'{workdir}_single')
-  worst = max(abs(multi[s] - one[s]) / abs(one[s]) for s in one)
-  print(f'{len(one)} steps compared, max relative loss difference 2 processes vs 1: {worst:.2e}')
+  rel = {s: abs(multi[s] - one[s]) / abs(one[s]) for s in one}
+  # Adam (eps 1e-8) amplifies float32 summation-order differences step after step (see the module
+  # docstring), so late steps drift apart slowly; the first steps must agree closely.
+  print(f'{len(one)} steps compared; max relative loss difference 2 processes vs 1: steps 1-8 '
+        f'{max(v for s, v in rel.items() if s <= 8):.2e}, all steps {max(rel.values()):.2e}')
 
 
 if __name__ == '__main__' and len(sys.argv) > 1:
