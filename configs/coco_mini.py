@@ -19,8 +19,7 @@ def get_config(arg: str = ''):
   c.dataset.name = 'coco_json'
   c.dataset.ann_file = f'{DATA}/annotations/person_keypoints_train2017.json'
   c.dataset.image_dir = f'{DATA}/train2017'
-  c.dataset.train_split = 'train'
-  c.dataset.eval_split = 'train'        # evaluate on the images it trained on: this is an overfit check
+  # No dataset.eval_ann_file: evaluation reads ann_file too, i.e. the images it trained on (an overfit check).
   c.input.batch_size = 12
   c.input.shuffle_buffer = 64
   c.input.scale_range = (1.0, 1.0)

@@ -61,14 +61,19 @@ EvalFn = Callable[[Any, Mapping[str, Any], Any, epath.Path, int], Mapping[str, f
 
 def pipeline_train_input(config) -> TrainInput:
   """The tf.data training pipeline (litepose_jax.data), imported lazily: TensorFlow stays out of the rest."""
-  from litepose_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from litepose_jax.data import pipeline, sources  # pylint: disable=g-import-not-at-top
+  pidx, pcount = jax.process_index(), jax.process_count()
+  # Each process reads its own shard of the records; the set is opened once and reused on resume.
+  source = sources.make_source(config, 'train', process_index=pidx, process_count=pcount)
 
   def batches(start_step: int, process_index: int, process_count: int):
+    if (process_index, process_count) != (pidx, pcount):
+      raise ValueError('the pipeline source was opened for another process layout')
     ds = pipeline.make_train_dataset(config, process_index=process_index, process_count=process_count,
-                                     start_step=start_step)
+                                     start_step=start_step, source=source)
     return ds.as_numpy_iterator()
 
-  return TrainInput(num_examples=pipeline.num_train_examples(config), batches=batches)
+  return TrainInput(num_examples=source.num_examples * pcount, batches=batches)
 
 
 def library_eval_fn(model, variables, config, workdir: epath.Path, step: int) -> dict:
