@@ -3,7 +3,8 @@
 Every run is a subprocess of tests/test_train_support.py (real signals, real exit codes) sharing one
 persistent compilation cache, so only the first run compiles. Run A trains 8 steps uninterrupted; B is
 stopped by SIGTERM while batch 2 is handed out and C resumes it; D is SIGKILLed while batch 6 is handed out
-and E resumes it; F meets a NaN in batch 5. C and E must end where A ends.
+and E resumes it; F starts from --init_from weights and meets a NaN in batch 5. C and E must end where A
+ends.
 """
 
 import json
@@ -63,19 +64,36 @@ def runs(tmp_path_factory):
   d = tmp_path_factory.mktemp('train')
   common = ['--steps=8', '--ema=0.5']
   w = {name: d / name for name in 'ABDF'}
-  a = _finish(_start(w['A'], *common, '--every=1', '--keep=8', f'--record={d}/A.rec'))
+  proc_a = _start(w['A'], *common, '--every=1', '--keep=3', f'--record={d}/A.rec')
+  init_dir = _init_weights(d / 'init')       # while A runs
+  a = _finish(proc_a)
   assert a[0] == 0, a[1][-3000:]
   # B, D, F are independent: run them side by side (the compilation cache is warm now).
   procs = {'B': _start(w['B'], *common, '--every=4', '--signal_at=2', '--signal=TERM', f'--record={d}/B.rec'),
            'D': _start(w['D'], *common, '--every=2', '--keep=3', '--signal_at=6', '--signal=KILL',
                        f'--record={d}/D.rec'),
-           'F': _start(w['F'], *common, '--every=2', '--keep=3', '--nan_at=5')}
+           'F': _start(w['F'], *common, '--every=2', '--keep=3', '--nan_at=5', f'--init_from={init_dir}')}
   out = {'A': a, **{k: _finish(p) for k, p in procs.items()}}
   out['B_steps'], out['D_steps'] = _steps(w['B']), _steps(w['D'])
   procs = {'C': _start(w['B'], *common, '--every=4', f'--record={d}/B.rec'),
            'E': _start(w['D'], *common, '--every=2', '--keep=3', f'--record={d}/D.rec')}
   out.update({k: _finish(p) for k, p in procs.items()})
   return {'dir': d, 'work': w, 'out': out}
+
+
+def _tiny_model():
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  from litepose_jax import config_utils  # pylint: disable=g-import-not-at-top
+  return config_utils.create_model(tiny.get_config())
+
+
+def _init_weights(directory):
+  """Weights for --init_from (as the converter writes them): a random init other than the config seed's."""
+  from litepose_jax import models  # pylint: disable=g-import-not-at-top
+  model = _tiny_model()
+  variables = jax.device_get(models.init_variables(model, jax.random.key(123)))
+  checkpoint.save_model(directory, variables, checkpoint.model_meta(model.arch, 14, 'crowdpose'))
+  return directory
 
 
 def _assert_same_state(want, got, tol):
@@ -148,3 +166,26 @@ def test_nan_stops_with_step_and_keeps_last_good_checkpoint(runs):
   wf = runs['work']['F']
   assert _steps(wf)[-1] == 4
   assert all(np.isfinite(v).all() for v in _state(wf, 4).values())
+
+
+def test_init_from_starts_from_the_given_weights(runs):
+  # Run F started from --init_from weights (and later met a NaN, see above).
+  init = checkpoint.load_model(runs['dir'] / 'init').variables['params']
+  after = _state(runs['work']['F'], 2)
+  # Two Adam steps move each weight by about lr each (|m̂|/√v̂ ≤ ~1.05 since the two moments weight the
+  # steps slightly differently); the config seed's random init is ~0.1-1 away.
+  worst = max(float(np.max(np.abs(after["['params']" + jax.tree_util.keystr(p)] - np.asarray(x))))
+              for p, x in jax.tree_util.tree_leaves_with_path(init))
+  assert 1e-4 < worst <= 2.2 * 4e-3
+  assert after["['step']"] == 2
+
+
+def test_init_from_with_other_joints_fails_clearly(runs, tmp_path):
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  from litepose_jax import train_lib  # pylint: disable=g-import-not-at-top
+  from tests.test_train_support import SyntheticInput  # pylint: disable=g-import-not-at-top
+  config = tiny.get_config('coco')                      # 17 joints; the weights have 14
+  config.train.init_from = str(runs['dir'] / 'init')
+  data = SyntheticInput(8, 8, 64, 17)
+  with pytest.raises(ValueError, match='14 joints'):
+    train_lib.train_and_evaluate(config, tmp_path, train_input=data.train_input())

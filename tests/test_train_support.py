@@ -136,6 +136,7 @@ def _run(argv=None):
   p.add_argument('--signal', default='TERM')
   p.add_argument('--nan_at', type=int, default=-1)
   p.add_argument('--record', default='')
+  p.add_argument('--init_from', default='')
   args = p.parse_args(argv)
   logging.basicConfig(level=logging.INFO, force=True)
   logging.getLogger('absl').setLevel(logging.WARNING)
@@ -146,6 +147,7 @@ def _run(argv=None):
   config.checkpoint_every_steps = args.every
   config.keep_checkpoints = args.keep
   config.optimizer.ema_decay = args.ema
+  config.train.init_from = args.init_from
   config.train.log_every_steps = 1
   data = SyntheticInput(16, config.input.batch_size, 64, 14)
 
