@@ -77,13 +77,21 @@ def pipeline_train_input(config) -> TrainInput:
 
 
 def library_eval_fn(model, variables, config, workdir: epath.Path, step: int) -> dict:
-  """AP on the eval split through the evaluation library (litepose_jax.eval_lib)."""
+  """AP on the eval split through the evaluation library (litepose_jax.eval_lib).
+
+  Every process evaluates the whole split (it is small next to training); only process 0 writes
+  results.json, metrics.json and the worst-image PNGs, into <workdir>/eval_<step> when the workdir is local.
+  """
   try:
     from litepose_jax import eval_lib  # pylint: disable=g-import-not-at-top
   except ImportError:
     log.warning('litepose_jax.eval_lib is not available: skipping evaluation at step %d', step)
     return {}
-  return dict(eval_lib.evaluate(model, variables, config, workdir=workdir / f'eval_{step}'))
+  out = workdir / f'eval_{step}'
+  local = jax.process_index() == 0 and '://' not in str(out)
+  return dict(eval_lib.evaluate(config, model, variables, config_utils.keypoint_set(config),
+                                config_utils.input_size(config), workdir=str(out) if local else None,
+                                progress=False))
 
 
 class _StopSignal:
