@@ -28,6 +28,7 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s', force=True)
   logging.getLogger('absl').setLevel(logging.WARNING)   # orbax logs every save at INFO
+  logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)   # "no TPU backend" on CPU/GPU
   import jax  # pylint: disable=g-import-not-at-top
   if FLAGS.distributed:
     # Cloud TPU / SLURM: coordinator, process count and id come from the environment.

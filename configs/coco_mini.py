@@ -2,8 +2,8 @@
 
   python train.py --config=configs/coco_mini.py --workdir=workdirs/coco_mini
 
-Trains LitePose-XS from scratch on the 36 images with augmentation off (no scaling, rotation,
-translation or flip) and evaluates on the same 36 images at the end. Global batch 12 (3 steps per
+Trains LitePose-XS from scratch on the 36 images with light augmentation (zoom-out up to 1.35 and the
+default translation; no rotation, no flip) and evaluates on the same 36 images. Global batch 12 (3 steps per
 epoch). Target: AP ≥ 0.8 on those images (our evaluator; pycocotools agrees). Measured steps, minutes and
 AP: see docs/training.md.
 """
@@ -22,9 +22,10 @@ def get_config(arg: str = ''):
   # No dataset.eval_ann_file: evaluation reads ann_file too, i.e. the images it trained on (an overfit check).
   c.input.batch_size = 12
   c.input.shuffle_buffer = 64
-  c.input.scale_range = (1.0, 1.0)
+  # Light augmentation only: a crop at scale 1 is the central square of the image, so up to 1.35 (and the
+  # default translation) lets the people near the left/right borders of 4:3 images be seen in training.
+  c.input.scale_range = (1.0, 1.35)
   c.input.max_rotation = 0.0
-  c.input.max_translate = 0
   c.input.flip_prob = 0.0
   c.optimizer.schedule = 'cosine'       # decays to 0: the last epochs settle the peaks
   c.optimizer.lr = 4e-3
