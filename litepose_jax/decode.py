@@ -263,7 +263,11 @@ def _group_one(cand: Candidates, cfg: DecodeConfig) -> Persons:
 
 def group(cand: Candidates, cfg: DecodeConfig) -> Persons:
   """The authors' match_by_tag, batched: Candidates [B,K,N,...] → Persons [B,S,...]."""
-  return jax.vmap(functools.partial(_group_one, cfg=cfg))(cand)
+  one = functools.partial(_group_one, cfg=cfg)
+  if cand.vals.shape[0] == 1:
+    # Unbatched, the solver's branches stay real branches instead of vmap's compute-both-and-select.
+    return jax.tree.map(lambda x: x[None], one(jax.tree.map(lambda x: x[0], cand)))
+  return jax.vmap(one)(cand)
 
 
 def quarter_offset(heatmaps: jax.Array, b: jax.Array, k: jax.Array, x: jax.Array, y: jax.Array,
