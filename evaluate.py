@@ -34,8 +34,9 @@ def main(argv):
   ckpt = pathlib.Path(_CKPT.value)
   workdir = _WORKDIR.value or str(ckpt.with_name(ckpt.name.split('.')[0] + '_eval'))
   try:
+    split = eval_lib.eval_split(config)  # fails fast, before the model is loaded
     model, variables, keypoint_set, input_size = eval_lib.load_model(config, str(ckpt))
-    metrics = eval_lib.evaluate(config, model, variables, keypoint_set, input_size, workdir)
+    metrics = eval_lib.evaluate(config, model, variables, keypoint_set, input_size, workdir, split=split)
   except (FileNotFoundError, ValueError, OSError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1

@@ -232,19 +232,26 @@ def write_worst(workdir: str, split: JsonSplit, worst: Sequence[tuple],
   return written
 
 
-def evaluate(config, model, variables, keypoint_set: kp_lib.KeypointSet, input_size: int,
-             workdir: Optional[str] = None, progress: bool = True) -> Dict[str, float]:
-  """Evaluates on config's eval split; writes results.json, metrics.json and worst-image PNGs to workdir.
-
-  The split is config.dataset.ann_file + image_dir (a COCO-format json and its images).
-  Returns:
-    The metrics dict (AP, AP50, ...), plus 'images_per_second'.
-  """
+def eval_split(config) -> JsonSplit:
+  """The evaluation split: config.dataset.ann_file + image_dir (a COCO-format json and its images)."""
   ds = config.dataset
   if not ds.ann_file or not ds.image_dir:
     raise ValueError('evaluation reads a COCO-format json and its image folder: set '
                      '--config.dataset.ann_file and --config.dataset.image_dir')
-  split = JsonSplit(ds.ann_file, ds.image_dir, config.eval.max_images)
+  return JsonSplit(ds.ann_file, ds.image_dir, config.eval.max_images)
+
+
+def evaluate(config, model, variables, keypoint_set: kp_lib.KeypointSet, input_size: int,
+             workdir: Optional[str] = None, progress: bool = True, split: Optional[JsonSplit] = None
+             ) -> Dict[str, float]:
+  """Evaluates on config's eval split; writes results.json, metrics.json and worst-image PNGs to workdir.
+
+  Args:
+    split: the split to use (default: `eval_split(config)`).
+  Returns:
+    The metrics dict (AP, AP50, ...), plus 'images_per_second'.
+  """
+  split = split or eval_split(config)
   predictor = make_predictor(config, model, variables, keypoint_set, input_size)
   evaluator = make_evaluator(split.data, keypoint_set)
   num_worst = config.eval.num_worst_images if workdir else 0

@@ -86,14 +86,14 @@ def test_candidates_grouping_adjust_match_authors(cases, grouped64):
     np.testing.assert_array_equal(np.asarray(adjusted[i, :p]), r['grouped_adjusted'][..., :3], err_msg=n)
 
 
-@pytest.mark.parametrize('top_blocks', [(8, 64), (1, 2)])
-def test_refine_matches_authors(cases, grouped64, top_blocks):
-  """Pruned refine on all persons (63 in 'composite_over30'); (1, 2) forces the wider and whole-map passes."""
+def test_refine_matches_authors(cases, grouped64):
+  """Refine on all persons (63 in 'composite_over30'), with the pruning squeezed to 1 then 2 blocks so
+  that the wider and whole-map searches run too (the default is covered by test_parse_matches_authors)."""
   names, _, _, sizes, ref = cases
   heat, tags, _, persons, adjusted = grouped64
   valid = jnp.arange(64)[None, :] < persons.num[:, None]
   out = jax.jit(decode.refine, static_argnames=('block', 'top_blocks'))(
-      adjusted, persons.tags, valid, heat, tags, jnp.asarray(sizes), top_blocks=top_blocks)
+      adjusted, persons.tags, valid, heat, tags, jnp.asarray(sizes), top_blocks=(1, 2))
   for i, n in enumerate(names):
     grouped = ref[n]['grouped']
     np.testing.assert_allclose(np.asarray(out[i, :len(grouped)]), grouped[..., :3], atol=1e-3, rtol=0,

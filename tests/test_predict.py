@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import cv2
-import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -49,3 +48,12 @@ def test_predict_reports_a_missing_input(reference_dir, tmp_path):
                f'--output={tmp_path}'], tmp_path)
   assert proc.returncode == 1
   assert 'no_such_dir does not exist' in proc.stderr
+
+
+def test_evaluate_reports_missing_annotations(reference_dir, tmp_path):
+  env = dict(os.environ, PYTHONPATH=str(REPO), CUDA_VISIBLE_DEVICES='')
+  proc = subprocess.run([sys.executable, str(REPO / 'evaluate.py'), f'--config={REPO / "configs/litepose_xs.py"}',
+                         f'--ckpt={reference_dir / "litepose_xs_reference.npz"}', f'--workdir={tmp_path}'],
+                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 1
+  assert '--config.dataset.ann_file' in proc.stderr
