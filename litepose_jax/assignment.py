@@ -87,11 +87,6 @@ def solve(costs: Costs, size) -> jax.Array:
   Returns:
     row_to_col [M] int32: the column assigned to each row < n, −1 for rows ≥ n.
   """
-  return solve_with_stats(costs, size)[0]
-
-
-def solve_with_stats(costs: Costs, size):
-  """`solve`, also returning the number of main-loop iterations (for benchmarks)."""
   m = costs.big.shape[-1]
   n = jnp.asarray(size, jnp.int32)
   idx = jnp.arange(m, dtype=jnp.int32)
@@ -180,7 +175,7 @@ def solve_with_stats(costs: Costs, size):
   # Munkres needs O(n^3) work; the cap only guards against non-terminating garbage input.
   max_iters = 8 * m * m * m
   state = jax.lax.while_loop(lambda s: (s['phase'] != _DONE) & (s['it'] < max_iters), body, state)
-  return jnp.where(in_n, state['star_of_row'], -1), state['it']
+  return jnp.where(in_n, state['star_of_row'], -1)
 
 
 def _square_mask(num_rows, num_cols, m):

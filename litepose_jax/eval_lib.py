@@ -52,21 +52,20 @@ def load_model(config, ckpt: str):
   return loaded.model, loaded.variables, loaded.keypoint_set, size or loaded.model.arch.img_size
 
 
-def decode_config(config, keypoint_set: kp_lib.KeypointSet, on_cpu: bool) -> decode.DecodeConfig:
-  """DecodeConfig from config.eval (micro-batch 1 on CPU: the maps of one image stay in cache)."""
+def decode_config(config, keypoint_set: kp_lib.KeypointSet) -> decode.DecodeConfig:
+  """DecodeConfig from config.eval."""
   e = config.eval
   return decode.DecodeConfig.create(
       keypoint_set, max_people=e.max_people, nms_kernel=e.nms_kernel,
       detection_threshold=e.detection_threshold, tag_threshold=e.tag_threshold, adjust=e.adjust,
-      refine=e.refine, tie_break=e.tie_break, micro_batch=1 if on_cpu else 0)
+      refine=e.refine, tie_break=e.tie_break)
 
 
 def make_predictor(config, model, variables, keypoint_set, input_size: int) -> inference.Predictor:
-  import jax  # pylint: disable=g-import-not-at-top
+  """The test-time path with config.eval's settings (flip, scales, decoder, batch size)."""
   return inference.Predictor(model, variables, keypoint_set, input_size, flip=config.eval.flip_test,
                              scales=tuple(config.eval.scales),
-                             decode_config=decode_config(config, keypoint_set,
-                                                         jax.default_backend() == 'cpu'),
+                             decode_config=decode_config(config, keypoint_set),
                              batch_size=config.eval.batch_size)
 
 

@@ -188,7 +188,7 @@ class Predictor:
     keypoint_set: KeypointSet (flip index, grouping order).
     input_size: the short side I (the architecture's img_size).
     flip, scales: test-time augmentation (the authors: flip, scale 1).
-    decode_config: DecodeConfig; default: the authors' settings, micro-batch 1 on CPU.
+    decode_config: DecodeConfig; default: the authors' settings.
     batch_size: images per forward.
   """
 
@@ -201,9 +201,7 @@ class Predictor:
     self.scales = tuple(sorted((float(s) for s in scales), reverse=True))
     if 1.0 not in self.scales:
       raise ValueError(f'scales must include 1.0, got {scales}')
-    on_cpu = jax.default_backend() == 'cpu'
-    self.decode_config = decode_config or decode.DecodeConfig.create(
-        keypoint_set, micro_batch=1 if on_cpu else 0)
+    self.decode_config = decode_config or decode.DecodeConfig.create(keypoint_set)
     self.batch_size = int(batch_size)
     self.variables = variables
     apply_fn = lambda v, x: model.apply(v, x, train=False)

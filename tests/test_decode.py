@@ -105,3 +105,12 @@ def test_bad_config_is_rejected():
     decode.DecodeConfig.create('crowdpose', tie_break='nearest')
   with pytest.raises(ValueError, match='num_slots'):
     decode.DecodeConfig.create('crowdpose', num_slots=10)
+
+
+def test_vmapped_grouping_equals_sequential(cases, grouped64):
+  """The accelerator path (vmap over images) returns the CPU path's persons (checked above)."""
+  _, _, cand, persons, _ = grouped64
+  cfg = decode.DecodeConfig.create('crowdpose', num_slots=64)
+  vmapped = jax.jit(jax.vmap(lambda c: decode._group_one(c, cfg)))(cand)  # pylint: disable=protected-access
+  for a, b in zip(vmapped, persons):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
