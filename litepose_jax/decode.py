@@ -87,7 +87,7 @@ class Candidates(NamedTuple):
 class Persons(NamedTuple):
   """Grouped persons: joints [B,S,K,3] (x, y, val; zeros when missing), tags [B,S,K,L], num [B].
 
-  num counts every person the authors would have created (it may exceed S; slots ≥ num are empty).
+  num counts the persons created (it may exceed S: slots ≥ num are empty, persons beyond S are dropped).
   """
   joints: jax.Array
   tags: jax.Array
@@ -473,16 +473,6 @@ def refine_with_stats(joints: jax.Array, ptags: jax.Array, valid: jax.Array, hea
   stats['whole_map'] = jnp.sum(todo)
   pos, todo = jax.lax.cond(jnp.any(todo), whole, lambda a: a, (pos, todo))
   return _fill(joints, need, jnp.where(need, pos, 0), heatmaps, sizes), stats
-
-
-def refine_reference(joints: jax.Array, ptags: jax.Array, valid: jax.Array, heatmaps: jax.Array,
-                     tags: jax.Array, sizes: jax.Array) -> jax.Array:
-  """`refine` without pruning: every (person, joint) searched over the whole map (tests, benchmarks)."""
-  det = joints[..., 2] > 0
-  mu = _mean_detected_tags(ptags, det)
-  per_k = jax.vmap(_refine_full, in_axes=(0, 0, None))  # over joints
-  ind = jax.vmap(jax.vmap(per_k, in_axes=(None, None, 0)))(heatmaps, tags, mu)  # [B,S,K]
-  return _fill(joints, valid[:, :, None] & ~det, ind, heatmaps, sizes)
 
 
 def _parse_batch(heatmaps, tags, sizes, cfg):
