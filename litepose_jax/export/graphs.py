@@ -1,0 +1,62 @@
+"""The JAX functions that get exported: pure JAX, no TensorFlow (the converters import TF, not this file).
+
+Shapes (B batch, H×W network input, K joints):
+  network (variant A)   images [B,H,W,3] → {'out_quarter': [B,H/4,W/4,2K] (K heatmaps, K tags),
+                                            'out_half': [B,H/2,W/2,K] (heatmaps)}
+exactly `model.apply(variables, images, train=False)`, with the weights closed over so the converter
+folds them into constants (and BatchNorm into the convolutions).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+import jax
+import numpy as np
+
+from litepose_jax import checkpoint
+
+NETWORK_OUTPUTS = ('out_quarter', 'out_half')
+
+
+def input_shape(loaded: checkpoint.LoadedModel, height: int | None = None, width: int | None = None,
+                batch: int = 1) -> tuple[int, int, int, int]:
+  """The exported input shape [B,H,W,3]: the architecture's square input size unless H/W are given.
+
+  Raises:
+    ValueError: H or W not a positive multiple of 16 (the network's deepest maps are at 1/16).
+  """
+  size = loaded.model.arch.img_size
+  h, w = height or size, width or size
+  for name, v in (('height', h), ('width', w)):
+    if v <= 0 or v % 16:
+      raise ValueError(f'export input {name} must be a positive multiple of 16, got {v}')
+  if batch <= 0:
+    raise ValueError(f'batch must be positive, got {batch}')
+  return (int(batch), int(h), int(w), 3)
+
+
+def network_fn(loaded: checkpoint.LoadedModel) -> Callable[[jax.Array], Dict[str, jax.Array]]:
+  """Variant A: images [B,H,W,3] (ImageNet-normalised RGB) → {'out_quarter', 'out_half'} (see module doc).
+
+  Load the checkpoint with depthwise_impl='xla': the native grouped convolution is what the converter
+  maps to DEPTHWISE_CONV_2D (the CPU-oriented 'shift' form would become ~49 multiply-adds per layer).
+  """
+  model = loaded.model
+  variables = jax.tree.map(np.asarray, loaded.variables)
+
+  def forward(images: jax.Array) -> Dict[str, jax.Array]:
+    out_quarter, out_half = model.apply(variables, images, train=False)
+    return {'out_quarter': out_quarter, 'out_half': out_half}
+
+  return forward
+
+
+def network_decoder_fn(loaded: checkpoint.LoadedModel, shape: tuple[int, int, int, int]) -> Callable:
+  """Variant B: network + flip test + decoder in one graph (needs litepose_jax.decode)."""
+  try:
+    from litepose_jax import decode  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError as e:
+    raise ImportError('--with-decoder needs litepose_jax.decode (the jitted decoder), which this checkout '
+                      'does not have yet') from e
+  raise NotImplementedError('variant B is not wired yet')
