@@ -13,7 +13,7 @@ import pytest
 
 from litepose_jax import checkpoint, convert, models
 from litepose_jax.export import __main__ as cli
-from litepose_jax.export import calibration, graphs, runner, tflite
+from litepose_jax.export import calibration, graphs, onnx, runner, tflite
 
 SAMPLES = ('103319', '106848')
 FP32_SHAPE = (256, 384)  # the test-path shape of 103319 (640x480)
@@ -167,3 +167,10 @@ def test_runner_rejects_bad_files(tmp_path):
     runner.TFLiteModel(bad)
   with pytest.raises(FileNotFoundError):
     runner.TFLiteModel(tmp_path / 'missing.tflite')
+
+
+def test_onnx_without_the_extra_is_a_clear_error(ckpt, tmp_path, capsys):
+  if onnx.available():
+    pytest.skip('jax2onnx installed here: the ONNX export itself is tested in test_export_onnx.py')
+  assert cli.main([f'--ckpt={ckpt}', '--format=onnx', f'--out={tmp_path / "a.onnx"}']) == 1
+  assert 'requirements-onnx.txt' in capsys.readouterr().err

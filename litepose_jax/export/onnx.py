@@ -23,32 +23,35 @@ def available() -> bool:
   return importlib.util.find_spec('jax2onnx') is not None
 
 
-def export_onnx(fn: Callable, input_shape: Sequence[int], out: str | os.PathLike,
-                opset: int = 17) -> pathlib.Path:
-  """Writes `fn(images[B,H,W,3] float32) -> dict of arrays` as an ONNX model (static shapes).
+def export_onnx(fn: Callable, input_shape: Sequence[int], out: str | os.PathLike, opset: int = 17,
+                dynamic_batch: bool = True) -> pathlib.Path:
+  """Writes `fn(images[B,H,W,3] float32) -> dict of arrays` as an ONNX model.
 
   Args:
     fn: the JAX function (e.g. `graphs.network_fn(loaded)`).
-    input_shape: [B,H,W,3].
+    input_shape: [B,H,W,3]; H and W are fixed in the file.
     out: the .onnx path.
     opset: ONNX opset version.
+    dynamic_batch: export the batch dimension as a symbol 'B' (else input_shape[0]).
   Returns:
-    The written path. The graph's input is named 'images'; outputs are the dict's values in key order.
+    The written path. The graph's input is named 'images' and its outputs carry the dict's keys.
   Raises:
     ImportError: jax2onnx is not installed.
   """
   if not available():
     raise ImportError(INSTALL_HINT)
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from jax2onnx import to_onnx  # pylint: disable=g-import-not-at-top
   out = pathlib.Path(out)
-  names = None
+  shape = tuple(int(d) for d in input_shape)
+  names = sorted(jax.eval_shape(fn, jax.ShapeDtypeStruct(shape, jnp.float32)))
 
   def as_tuple(images):
-    nonlocal names
     result = fn(images)
-    names = sorted(result)
     return tuple(result[n] for n in names)
 
-  to_onnx(as_tuple, [tuple(int(d) for d in input_shape)], model_name=out.stem, opset=opset,
-          return_mode='file', output_path=str(out))
+  spec = (('B',) + shape[1:]) if dynamic_batch else shape
+  to_onnx(as_tuple, [spec], model_name=out.stem, opset=opset, return_mode='file', output_path=str(out),
+          input_names=['images'], output_names=names)
   return out
