@@ -18,6 +18,7 @@ import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from litepose_jax import checkpoint  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -55,7 +56,7 @@ def export(args: argparse.Namespace) -> pathlib.Path:
   hw = args.input_shape or (None, None)
   shape = graphs.input_shape(loaded, hw[0], hw[1], args.batch)
   if args.with_decoder:
-    fn = graphs.network_decoder_fn(loaded, shape)
+    fn = graphs.network_decoder_fn(loaded)
   else:
     fn = graphs.network_fn(loaded)
   out = pathlib.Path(args.out)
@@ -82,7 +83,7 @@ def export(args: argparse.Namespace) -> pathlib.Path:
   if args.verify:
     x = np.random.RandomState(0).standard_normal(shape).astype(np.float32)
     got = runner.TFLiteModel(out)(x)
-    want = {k: np.asarray(v) for k, v in fn(x).items()}
+    want = {k: np.asarray(v) for k, v in jax.jit(fn)(x).items()}
     diffs = {k: float(np.abs(got[k].astype(np.float32) - want[k].astype(np.float32)).max()) for k in want}
     print('LiteRT vs JAX on a random input, max |diff|: ' + ', '.join(f'{k} {v:.3g}' for k, v in diffs.items()))
   return out

@@ -5,13 +5,16 @@ Shapes (B batch, H×W network input, K joints):
                                             'out_half': [B,H/2,W/2,K] (heatmaps)}
 exactly `model.apply(variables, images, train=False)`, with the weights closed over so the converter
 folds them into constants (and BatchNorm into the convolutions).
+  network + decoder (variant B, `network_decoder_fn`)   images [B,H,W,3] → {'keypoints': [B,S,K,3],
+                                            'scores': [B,S], 'valid': [B,S]} (S person slots)
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict
+from typing import Any, Callable, Dict
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from litepose_jax import checkpoint
@@ -52,11 +55,40 @@ def network_fn(loaded: checkpoint.LoadedModel) -> Callable[[jax.Array], Dict[str
   return forward
 
 
-def network_decoder_fn(loaded: checkpoint.LoadedModel, shape: tuple[int, int, int, int]) -> Callable:
-  """Variant B: network + flip test + decoder in one graph (needs litepose_jax.decode)."""
+
+DECODER_OUTPUTS = ('keypoints', 'scores', 'valid')
+
+
+def network_decoder_fn(loaded: checkpoint.LoadedModel, decode_config: Any = None
+                       ) -> Callable[[jax.Array], Dict[str, jax.Array]]:
+  """Variant B: the whole test-time path after resizing, in one graph.
+
+  images [B,H,W,3] → forward on the images and their mirror (flip test) → heatmaps and tags aggregated at
+  input resolution (`inference.test_time_maps`) → NMS, top-k, grouping, adjust, refine
+  (`decode.parse_maps`) → {'keypoints': [B,S,K,3] (x, y at input resolution, val),
+  'scores': [B,S], 'valid': [B,S] int32 (1 for a real person)}.
+  Back-projection to image pixels (`inference.to_image`: one similarity per image) stays on the host,
+  so the file does not depend on the image size.
+
+  Args:
+    loaded: the model (load with depthwise_impl='xla').
+    decode_config: a decode.DecodeConfig (default: the authors' settings for the keypoint set).
+  """
   try:
-    from litepose_jax import decode  # pylint: disable=g-import-not-at-top,unused-import
+    from litepose_jax import decode, inference  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise ImportError('--with-decoder needs litepose_jax.decode (the jitted decoder), which this checkout '
-                      'does not have yet') from e
-  raise NotImplementedError('variant B is not wired yet')
+    raise ImportError('--with-decoder needs litepose_jax.decode and litepose_jax.inference (the jitted '
+                      'decoder), which this checkout does not have') from e
+  model = loaded.model
+  variables = jax.tree.map(np.asarray, loaded.variables)
+  keypoint_set = loaded.keypoint_set
+  cfg = decode_config or decode.DecodeConfig.create(keypoint_set)
+
+  def forward(images: jax.Array) -> Dict[str, jax.Array]:
+    apply_fn = lambda x: model.apply(variables, x, train=False)
+    heatmaps, tags = inference.test_time_maps(apply_fn, [images], keypoint_set.flip_index, flip=True,
+                                              scales=(1.0,))
+    keypoints, scores, valid = decode.parse_maps(heatmaps, tags, cfg)
+    return {'keypoints': keypoints, 'scores': scores, 'valid': valid.astype(jnp.int32)}
+
+  return forward

@@ -17,12 +17,19 @@ Quantisation (post-training, weights and activations):
   'int8'  full integer: int8 weights (per-channel) and activations, calibrated on `representative`
           inputs; the model keeps float32 input and output tensors (a QUANTIZE op in, DEQUANTIZE out)
           so the same pre/post-processing runs every file.
+StableHLO version: jax2tf embeds the function as a serialized StableHLO module that the converter reads
+back. JAX 0.10.2 writes StableHLO 1.15.0 (its 4-week compatibility target) while TensorFlow 2.21 reads at
+most 1.13.7; the network uses nothing newer, but `lax.top_k` (the decoder) is written as a
+`vhlo.composite_v2` that TF cannot parse. `_stablehlo_target` serializes at JAX's 12-week target (1.13.7)
+during conversion, which TF reads.
 TensorFlow is imported only inside this package (the model and decode code stay TF-free).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 from typing import Callable, Iterable, List, Optional, Sequence
 
 import numpy as np
@@ -40,6 +47,42 @@ def _tf():
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   return tf
+
+
+@contextlib.contextmanager
+def _stablehlo_target():
+  """Serializes exported StableHLO at JAX's 12-week compatibility version (see the module docstring).
+
+  Patches a private JAX function for the duration of the conversion; when that function is not there
+  (another JAX version), JAX's default is kept and conversion goes on as before.
+  """
+  try:
+    from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+    from jax._src.export import _export  # pylint: disable=g-import-not-at-top
+    from jax._src.lib import _jax  # pylint: disable=g-import-not-at-top
+    from jax._src.lib.mlir.dialects import hlo  # pylint: disable=g-import-not-at-top
+    original = _export._module_to_bytecode  # pylint: disable=protected-access
+    target = hlo.get_version_from_compatibility_requirement(hlo.StablehloCompatibilityRequirement.WEEK_12)
+  except (ImportError, AttributeError):
+    yield
+    return
+
+  def module_to_bytecode(module):
+    return _jax.mlir.serialize_portable_artifact(module, target,
+                                                 xla_bridge.get_backend().serialize_with_sdy)
+
+  _export._module_to_bytecode = module_to_bytecode  # pylint: disable=protected-access
+  try:
+    yield
+  finally:
+    _export._module_to_bytecode = original  # pylint: disable=protected-access
+
+
+def _short_error(e: Exception, limit: int = 6) -> str:
+  """The converter's `error:` lines (its messages also carry megabytes of serialized module)."""
+  lines = [re.sub(r'\s+', ' ', l.strip())[:400] for l in str(e).splitlines() if 'error' in l.lower()]
+  lines = list(dict.fromkeys(lines))  # the same error is often repeated per function
+  return '\n  '.join(lines[:limit]) or str(e)[:2000]
 
 
 def to_tflite(fn: Callable, input_shape: Sequence[int], quantize: str = 'none',
@@ -69,6 +112,11 @@ def to_tflite(fn: Callable, input_shape: Sequence[int], quantize: str = 'none',
   tf = _tf()
   from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
 
+  with _stablehlo_target():
+    return _convert(tf, jax2tf, fn, input_shape, quantize, representative, extra_builtin_fallback)
+
+
+def _convert(tf, jax2tf, fn, input_shape, quantize, representative, extra_builtin_fallback) -> bytes:
   module = tf.Module()
   # Weights are closed over in `fn`: jax2tf embeds them as StableHLO constants, which the converter folds
   # (BatchNorm into the convolutions). with_gradient=False: no VJP is serialised.
@@ -97,7 +145,7 @@ def to_tflite(fn: Callable, input_shape: Sequence[int], quantize: str = 'none',
   try:
     return converter.convert()
   except Exception as e:  # the converter raises ConverterError / RuntimeError with the op list
-    raise ExportError(f'TFLite conversion ({quantize}) failed: {e}') from e
+    raise ExportError(f'TFLite conversion ({quantize}) failed:\n  {_short_error(e)}') from e
 
 
 def op_names(model: bytes) -> List[str]:
