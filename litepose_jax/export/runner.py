@@ -4,10 +4,12 @@
   out_quarter, out_half = net.network(images)      # images [B,H,W,3] float32, like model.apply(...)
   outputs = net(images)                            # {'out_quarter': ..., 'out_half': ...} (or the decoder's)
 
-Input shapes other than the exported one (another batch, a padded test-path shape such as 256×384) are
-applied with `resize_tensor_input`. The XNNPACK delegate (LiteRT's default CPU path, on here unless
-xnnpack=False) re-derives every layer's shape; LiteRT's reference kernels keep TRANSPOSE_CONV's output
-shape from the file and refuse, which is reported as an error naming the exported shape.
+Input shapes other than the exported one (another batch, another padded test-path shape) are applied with
+`resize_tensor_input`, best effort: it works when every op derives its output shape from its input. With
+the XNNPACK delegate (LiteRT's default CPU path, on here unless xnnpack=False) that holds for the current
+LitePose network; LiteRT's builtin kernels keep TRANSPOSE_CONV's output shape from the file, and a RESHAPE
+with a constant shape (the decoder; a reshape-based sub-pixel deconv) pins the shape for every runtime.
+A refusal is reported as an error naming the exported shape. Export at the shape you run to be safe.
 No TensorFlow import: this runs on a device with only ai-edge-litert.
 """
 
