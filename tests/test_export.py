@@ -87,6 +87,15 @@ def test_fp32_op_set_is_builtin_only(fp32_files):
   assert counts.get('DEPTHWISE_CONV_2D') == n_dw, counts
 
 
+def test_cli_file_describes_itself(fp32_files):
+  """The CLI stores what a runner needs (keypoint set, test-path input size, variant) in the file."""
+  meta = runner.TFLiteModel(fp32_files['103319']).metadata
+  assert meta is not None
+  assert (meta['keypoints'], meta['num_keypoints'], meta['input_size']) == ('crowdpose', 14, 256)
+  assert (meta['variant'], meta['input_shape'], meta['quantize']) == ('network', [2, 256, 384, 3], 'none')
+  assert runner.TFLiteModel(fp32_files['106848']).metadata is None  # written by the library, no metadata
+
+
 def test_fp32_matches_pytorch_on_sample_images(fp32_files, sample):
   """Both samples, image and mirror (the test path's two passes), against the authors' PyTorch outputs."""
   for i in SAMPLES:

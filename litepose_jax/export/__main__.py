@@ -75,6 +75,7 @@ def export(args: argparse.Namespace) -> pathlib.Path:
     files = calibration.find_images(args.calibration, limit=args.calibration_images)
     rep = [np.repeat(x, shape[0], 0) for x in calibration.representative_inputs(files, shape[1], shape[2])]
   data = tflite.to_tflite(fn, shape, args.quantize, rep, extra_builtin_fallback=args.with_decoder)
+  data = tflite.add_metadata(data, graphs.file_info(loaded, shape, args.with_decoder, args.quantize))
   out.write_bytes(data)
   counts = tflite.op_counts(data)
   print(f'wrote {out} ({len(data) / 1e6:.1f} MB), input images {shape} float32, quantize={args.quantize}')

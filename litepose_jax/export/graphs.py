@@ -92,3 +92,20 @@ def network_decoder_fn(loaded: checkpoint.LoadedModel, decode_config: Any = None
     return {'keypoints': keypoints, 'scores': scores, 'valid': valid.astype(jnp.int32)}
 
   return forward
+
+
+def file_info(loaded: checkpoint.LoadedModel, shape: tuple[int, int, int, int], with_decoder: bool,
+              quantize: str) -> dict:
+  """What an exported file needs to be run without the checkpoint (stored as its metadata JSON)."""
+  return {
+      'format': 'litepose-export/1',
+      'variant': 'network+decoder' if with_decoder else 'network',
+      'arch': loaded.meta['arch'].get('name'),
+      'num_keypoints': int(loaded.meta['num_keypoints']),
+      'keypoints': loaded.keypoint_set.name,
+      'input_size': int(loaded.model.arch.img_size),  # the test path's short side
+      'input_shape': [int(v) for v in shape],
+      'quantize': quantize,
+      'flip_test': bool(with_decoder),  # variant B runs image + mirror inside; A leaves it to the caller
+      'outputs': list(DECODER_OUTPUTS if with_decoder else NETWORK_OUTPUTS),
+  }

@@ -21,6 +21,9 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+# tflite.py imports TensorFlow only inside its converter functions; its flatbuffer readers need none.
+from litepose_jax.export import tflite
+
 SIGNATURE = 'serving_default'
 INPUT_NAME = 'images'
 
@@ -32,6 +35,8 @@ class TFLiteModel:
     path: the file (None when built from bytes).
     exported_shape: the input shape stored in the file, (B, H, W, 3).
     output_names: the signature's output names.
+    metadata: the file's 'litepose' metadata (graphs.file_info: keypoint set, input size, variant, ...),
+      or None for a file written without it.
   """
 
   def __init__(self, model: str | os.PathLike | bytes, num_threads: int = 2, xnnpack: bool = True):
@@ -48,14 +53,15 @@ class TFLiteModel:
     from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
     self.path: Optional[pathlib.Path] = None
     if isinstance(model, (bytes, bytearray)):
-      kwargs = {'model_content': bytes(model)}
+      data = bytes(model)
       where = '<bytes>'
     else:
       self.path = pathlib.Path(model)
       if not self.path.is_file():
         raise FileNotFoundError(f'exported model {self.path} does not exist')
-      kwargs = {'model_path': str(self.path)}
+      data = self.path.read_bytes()
       where = str(self.path)
+    kwargs = {'model_content': data}
     self._where = where
     resolver = (litert.OpResolverType.AUTO if xnnpack
                 else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
@@ -73,6 +79,7 @@ class TFLiteModel:
     self.output_names = tuple(sorted(self._outputs))
     self.exported_shape = tuple(int(v) for v in inputs[INPUT_NAME]['shape'])
     self._shape = None
+    self.metadata = tflite.read_metadata(data)
 
   def _prepare(self, shape: Tuple[int, ...]) -> None:
     if shape == self._shape:

@@ -28,6 +28,7 @@ TensorFlow is imported only inside this package (the model and decode code stay 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 from typing import Callable, Iterable, List, Optional, Sequence
@@ -35,6 +36,7 @@ from typing import Callable, Iterable, List, Optional, Sequence
 import numpy as np
 
 QUANTIZE_MODES = ('none', 'fp16', 'int8')
+METADATA_NAME = 'litepose'  # the .tflite metadata entry holding our JSON (see `add_metadata`)
 INPUT_NAME = 'images'
 SIGNATURE = 'serving_default'
 
@@ -80,9 +82,12 @@ def _stablehlo_target():
 
 def _short_error(e: Exception, limit: int = 6) -> str:
   """The converter's `error:` lines (its messages also carry megabytes of serialized module)."""
-  lines = [re.sub(r'\s+', ' ', l.strip())[:400] for l in str(e).splitlines() if 'error' in l.lower()]
-  lines = list(dict.fromkeys(lines))  # the same error is often repeated per function
-  return '\n  '.join(lines[:limit]) or str(e)[:2000]
+  text = str(e)
+  lines = [re.sub(r'\s+', ' ', l.strip())[:400] for l in text.splitlines() if 'error' in l.lower()]
+  lines = [l for l in dict.fromkeys(lines) if len(l) > 8]  # repeated per function; drop bare 'error:'
+  if not lines:  # e.g. the quantizer: its details went to stderr, the exception has a short summary
+    lines = [re.sub(r'\s+', ' ', l.strip())[:400] for l in text.splitlines() if l.strip()][-limit:]
+  return '\n  '.join(lines[:limit]) or type(e).__name__
 
 
 def to_tflite(fn: Callable, input_shape: Sequence[int], quantize: str = 'none',
@@ -181,3 +186,34 @@ def op_counts(model: bytes) -> dict:
       n = names[sg.Operators(i).OpcodeIndex()]
       counts[n] = counts.get(n, 0) + 1
   return counts
+
+
+def add_metadata(model: bytes, info: dict) -> bytes:
+  """Returns `model` with a 'litepose' metadata entry holding `info` as JSON.
+
+  The runner reads it back (`runner.TFLiteModel.metadata`) so that a .tflite file is self-describing:
+  keypoint set (flip index, grouping order), input size, variant, quantisation.
+  """
+  from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  from ai_edge_litert.tools import flatbuffer_utils  # pylint: disable=g-import-not-at-top
+  m = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+  buffer = schema.BufferT()
+  buffer.data = np.frombuffer(json.dumps(info, sort_keys=True).encode(), np.uint8)
+  m.buffers.append(buffer)
+  entry = schema.MetadataT()
+  entry.name = METADATA_NAME
+  entry.buffer = len(m.buffers) - 1
+  m.metadata = [e for e in (m.metadata or []) if e.name not in (METADATA_NAME, METADATA_NAME.encode())]
+  m.metadata.append(entry)
+  return bytes(flatbuffer_utils.convert_object_to_bytearray(m))
+
+
+def read_metadata(model: bytes) -> Optional[dict]:
+  """The 'litepose' metadata JSON of a .tflite flatbuffer, or None when it has none."""
+  from ai_edge_litert import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  m = schema.Model.GetRootAs(model, 0)
+  for i in range(m.MetadataLength()):
+    entry = m.Metadata(i)
+    if (entry.Name() or b'').decode() == METADATA_NAME:
+      return json.loads(m.Buffers(entry.Buffer()).DataAsNumpy().tobytes().decode())
+  return None
