@@ -4,6 +4,7 @@
       --out=FILE
 
 Modules: graphs.py (the JAX functions exported, TF-free), tflite.py (jax2tf → TFLite converter, the only
-TensorFlow user), calibration.py (representative images for int8), runner.py (run a file with
-ai-edge-litert, no TF), onnx.py (optional jax2onnx). See docs/export.md.
+TensorFlow user; flatbuffer op lists and metadata), calibration.py (representative images for int8),
+runner.py (run a file with ai-edge-litert, no TF), predictor.py (the test path around a file, for
+predict.py --model), onnx.py (optional jax2onnx). See docs/export.md.
 """
