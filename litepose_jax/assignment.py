@@ -53,7 +53,11 @@ class Costs(NamedTuple):
 
 def _normalize(whole: jax.Array, frac: jax.Array):
   # Carry frac into whole so that frac ∈ [0, 2^19) and the lexicographic order is the numeric order.
-  return whole + jnp.right_shift(frac, FRAC_BITS), jnp.bitwise_and(frac, _ONE - 1)
+  # The shift is arithmetic (floor division by 2^19, also for negative frac), so frac − carry·2^19 equals
+  # frac & (2^19 − 1) for every int32 and cannot overflow; it is written this way because TFLite has no
+  # builtin bitwise AND (export variant B).
+  carry = jnp.right_shift(frac, FRAC_BITS)
+  return whole + carry, frac - carry * _ONE
 
 
 def _lexmin(c: Costs, mask: jax.Array, axis=None):

@@ -94,3 +94,15 @@ def test_zero_padding_and_integer_ties_like_munkres():
   for i, (r, c) in enumerate(shapes):
     np.testing.assert_array_equal(got[i], _munkres_rows(cost[i, :r, :c].astype(np.float64), c),
                                   err_msg=f'shape {r}x{c}')
+
+
+def test_carry_normalisation_equals_the_bit_mask():
+  """The carry split (TFLite-friendly arithmetic) equals floor division and the 2^19 bit mask of NumPy,
+  for negative values and the int32 extremes too."""
+  rng = np.random.default_rng(3)
+  edges = np.array([0, 1, -1, 2**19 - 1, 2**19, -2**19, -2**19 - 1, 2**31 - 1, -2**31, -2**31 + 1], np.int64)
+  frac = np.concatenate([edges, rng.integers(-2**31, 2**31, size=100_000)]).astype(np.int32)
+  whole = rng.integers(-2**10, 2**10, size=frac.shape).astype(np.int32)
+  w, f = map(np.asarray, jax.jit(assignment._normalize)(whole, frac))  # pylint: disable=protected-access
+  np.testing.assert_array_equal(f, np.bitwise_and(frac, 2**19 - 1))
+  np.testing.assert_array_equal(w, whole + np.floor_divide(frac.astype(np.int64), 2**19))

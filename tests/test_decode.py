@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from litepose_jax import decode
+from litepose_jax import refine
 
 H, W = 128, 288
 THRESHOLD = 0.1
@@ -65,7 +66,7 @@ def grouped64(cases):
     heat = jnp.where(inside[:, None], heat, -jnp.inf)
     cand = decode.top_k(heat, tags, 30, 5, THRESHOLD)
     persons = decode.group(cand, cfg)
-    return heat, tags, cand, persons, decode.adjust(persons.joints, heat, sizes)
+    return heat, tags, cand, persons, refine.adjust(persons.joints, heat, sizes)
 
   return run(hm, tg, sizes)
 
@@ -92,7 +93,7 @@ def test_refine_matches_authors(cases, grouped64):
   names, _, _, sizes, ref = cases
   heat, tags, _, persons, adjusted = grouped64
   valid = jnp.arange(64)[None, :] < persons.num[:, None]
-  out = jax.jit(decode.refine, static_argnames=('block', 'top_blocks'))(
+  out = jax.jit(refine.refine, static_argnames=('block', 'top_blocks'))(
       adjusted, persons.tags, valid, heat, tags, jnp.asarray(sizes), top_blocks=(1, 2))
   for i, n in enumerate(names):
     grouped = ref[n]['grouped']

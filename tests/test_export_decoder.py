@@ -1,8 +1,7 @@
 """Variant B (network + flip test + jitted decoder in one TFLite file) against JAX and the authors' people,
 and the TFLite predictor (the test path around an exported file, `predict.py --model`) for both variants.
 
-Needs litepose_jax.decode / litepose_jax.inference (the decoder issue); the module is skipped on a checkout
-without them. Oracle: the authors' test path on the CrowdPose sample 103319 (XS reference weights, input
+Oracle: the authors' test path on the CrowdPose sample 103319 (XS reference weights, input
 256×384): `grouped` = their parse() output (x, y, val at input resolution after adjust + refine), stored
 in inference_xs_crowdpose_sample.npz.
 """
@@ -14,8 +13,6 @@ import pytest
 from litepose_jax import checkpoint, convert, models
 from litepose_jax.export import __main__ as cli
 from litepose_jax.export import graphs, predictor, runner, tflite
-
-pytest.importorskip('litepose_jax.inference', reason='decoder not in this checkout')
 
 
 @pytest.fixture(scope='module')

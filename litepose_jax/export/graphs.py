@@ -11,13 +11,15 @@ folds them into constants (and BatchNorm into the convolutions).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict
+from typing import Callable, Dict, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from litepose_jax import checkpoint
+from litepose_jax import decode
+from litepose_jax import inference
 
 NETWORK_OUTPUTS = ('out_quarter', 'out_half')
 
@@ -55,11 +57,10 @@ def network_fn(loaded: checkpoint.LoadedModel) -> Callable[[jax.Array], Dict[str
   return forward
 
 
-
 DECODER_OUTPUTS = ('keypoints', 'scores', 'valid')
 
 
-def network_decoder_fn(loaded: checkpoint.LoadedModel, decode_config: Any = None
+def network_decoder_fn(loaded: checkpoint.LoadedModel, decode_config: Optional[decode.DecodeConfig] = None
                        ) -> Callable[[jax.Array], Dict[str, jax.Array]]:
   """Variant B: the whole test-time path after resizing, in one graph.
 
@@ -74,11 +75,6 @@ def network_decoder_fn(loaded: checkpoint.LoadedModel, decode_config: Any = None
     loaded: the model (load with depthwise_impl='xla').
     decode_config: a decode.DecodeConfig (default: the authors' settings for the keypoint set).
   """
-  try:
-    from litepose_jax import decode, inference  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise ImportError('--with-decoder needs litepose_jax.decode and litepose_jax.inference (the jitted '
-                      'decoder), which this checkout does not have') from e
   model = loaded.model
   variables = jax.tree.map(np.asarray, loaded.variables)
   keypoint_set = loaded.keypoint_set
