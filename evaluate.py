@@ -1,16 +1,20 @@
-"""Evaluates a checkpoint: AP / AR (CrowdPose easy/medium/hard or COCO m/l), results.json, worst images.
+"""Evaluates a checkpoint on its config's eval split: AP / AR table, results.json, worst images.
 
-  python evaluate.py --config=configs/litepose_xs.py --ckpt=workdirs/litepose_xs \\
-      --config.dataset.ann_file=data/crowdpose/json/crowdpose_test.json \\
-      --config.dataset.image_dir=data/crowdpose/images
-  python evaluate.py --config=configs/litepose_xs.py --ckpt=LitePose-XS.pth.tar ...   # authors' weights
+  python evaluate.py --config=configs/litepose_xs.py --ckpt=workdirs/litepose_xs          # CrowdPose test
+  python evaluate.py --config=configs/litepose_xs.py --ckpt=LitePose-XS.pth.tar \\
+      --config.dataset.name=coco_json --config.dataset.ann_file=tests/data/crowdpose_sample/test_crowdpose.json \\
+      --config.dataset.image_dir=tests/data/crowdpose_sample
 
+The split is the config's dataset (crowdpose / coco TFDS builders, coco_json, synthetic) read by the data
+pipeline's eval input; the table holds CrowdPose AP easy/medium/hard or COCO APm/APl by keypoint set.
 --ckpt is an orbax checkpoint directory (training workdir, checkpoint dir or one step) or an authors'
 .pth / .pth.tar / .npz file, converted on the fly with the config's architecture and keypoint set.
-Writes results.json, metrics.json and worst_images/*.png to --workdir (default: <ckpt>_eval).
+Writes results.json, metrics.json and worst_images/*.png to --workdir (default: <ckpt>_eval beside a
+checkpoint directory, ./<file name>_eval for a weight file).
 """
 
 import json
+import logging
 import os
 import pathlib
 import sys
@@ -20,29 +24,45 @@ from absl import flags
 from ml_collections import config_flags
 
 from litepose_jax import eval_lib
+from litepose_jax import evaluation
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/litepose_*.py).',
                                           lock_config=True)
 _CKPT = flags.DEFINE_string('ckpt', None, 'Orbax checkpoint directory or authors\' .pth/.pth.tar/.npz.')
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory (default: <ckpt>_eval).')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory (default: see the module docstring).')
 flags.mark_flags_as_required(['config', 'ckpt'])
+
+
+def _default_workdir(ckpt: pathlib.Path) -> str:
+  if ckpt.is_dir():
+    return str(ckpt.with_name(ckpt.name + '_eval'))
+  return ckpt.name.split('.')[0] + '_eval'  # not beside a downloaded (possibly read-only) weight file
 
 
 def main(argv):
   del argv
+  logging.getLogger('absl').setLevel(logging.WARNING)   # orbax logs every restore at INFO
+  logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)   # "no TPU backend" on CPU/GPU
+  try:
+    # The eval input pipeline's TensorFlow must not take the accelerator (or its memory) from JAX.
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf.config.set_visible_devices([], 'GPU')
+  except ImportError:
+    pass
   config = _CONFIG.value
   ckpt = pathlib.Path(_CKPT.value)
-  workdir = _WORKDIR.value or str(ckpt.with_name(ckpt.name.split('.')[0] + '_eval'))
+  workdir = _WORKDIR.value or _default_workdir(ckpt)
   try:
-    split = eval_lib.eval_split(config)  # fails fast, before the model is loaded
+    gt = eval_lib.ground_truth(config)  # fails fast, before the model is loaded
     model, variables, keypoint_set, input_size = eval_lib.load_model(config, str(ckpt))
-    metrics = eval_lib.evaluate(config, model, variables, keypoint_set, input_size, workdir, split=split)
+    metrics = eval_lib.evaluate(config, model, variables, keypoint_set, input_size, workdir, gt=gt)
   except (FileNotFoundError, ValueError, OSError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
   speed = metrics.pop('images_per_second')
-  print(eval_lib.format_table(metrics))
-  print(f'{speed:.2f} images/s; results, metrics and worst images in {os.path.abspath(workdir)}')
+  print(evaluation.format_table(metrics))
+  print(f'{speed:.2f} images/s (compilation excluded when an input shape repeats); results, metrics and '
+        f'worst images in {os.path.abspath(workdir)}')
   print(json.dumps(metrics))
   return 0
 

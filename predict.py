@@ -3,13 +3,17 @@
   python predict.py --ckpt=workdirs/litepose_xs --input=photo.jpg --output=out/
   python predict.py --ckpt=LitePose-XS.pth.tar --arch=xs --keypoints=crowdpose --input=frames/ --output=out/
   python predict.py --ckpt=workdirs/litepose_xs --input=clip.mp4 --output=out/
+  python predict.py --model=xs.tflite --input=photo.jpg --output=out/     # an exported TFLite file
 
 Each person is drawn in its own colour; a joint's disc size and opacity show its confidence, the number
 next to a person is its score. predictions.json holds one COCO result per person ({image_id, category_id,
 keypoints [x, y, confidence]·K, score} plus file_name / frame), coordinates clipped to the image.
+--model runs a file from `python -m litepose_jax.export` with LiteRT (export.predictor.TFLitePredictor:
+same resize, flip test, decoder and back-projection; keypoint set and input size come from the file).
 """
 
 import json
+import logging
 import os
 import pathlib
 import sys
@@ -21,9 +25,11 @@ import numpy as np
 
 from configs import common
 from litepose_jax import eval_lib
+from litepose_jax import inference
 from litepose_jax import visualize
 
 _CKPT = flags.DEFINE_string('ckpt', None, 'Orbax checkpoint directory or authors\' .pth/.pth.tar/.npz.')
+_MODEL = flags.DEFINE_string('model', None, 'An exported .tflite file (instead of --ckpt).')
 _INPUT = flags.DEFINE_string('input', None, 'An image, a folder of images or a video.')
 _OUTPUT = flags.DEFINE_string('output', None, 'Output folder.')
 _ARCH = flags.DEFINE_string('arch', 'xs', 'Architecture of an authors\' weight file (xs|s|m|l|JSON).')
@@ -31,7 +37,8 @@ _KEYPOINTS = flags.DEFINE_string('keypoints', 'crowdpose', 'Keypoint set of an a
 _BATCH = flags.DEFINE_integer('batch_size', 4, 'Images per forward pass.')
 _FLIP = flags.DEFINE_bool('flip', True, 'Flip test (the authors\' default).')
 _MIN_SCORE = flags.DEFINE_float('min_score', 0.0, 'Drop people with a lower score.')
-flags.mark_flags_as_required(['ckpt', 'input', 'output'])
+flags.mark_flags_as_required(['input', 'output'])
+flags.mark_flags_as_mutual_exclusive(['ckpt', 'model'], required=True)
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 VIDEO_EXTS = ('.mp4', '.avi', '.mov', '.mkv', '.webm')
@@ -64,21 +71,32 @@ def _speed(batch_times) -> str:
   return text
 
 
+def _predictor():
+  """inference.Predictor for --ckpt, or export.predictor.TFLitePredictor for --model (same interface)."""
+  if _MODEL.value:
+    from litepose_jax.export import predictor  # pylint: disable=g-import-not-at-top
+    return predictor.TFLitePredictor(_MODEL.value, flip=_FLIP.value)
+  config = common.get_config(_ARCH.value, _KEYPOINTS.value)
+  config.eval.batch_size = _BATCH.value
+  config.eval.flip_test = _FLIP.value
+  model, variables, keypoint_set, input_size = eval_lib.load_model(config, _CKPT.value)
+  return eval_lib.make_predictor(config, model, variables, keypoint_set, input_size)
+
+
 def main(argv):
   del argv
+  logging.getLogger('absl').setLevel(logging.WARNING)   # orbax logs every restore at INFO
+  logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)   # "no TPU backend" on CPU/GPU
   src, out = pathlib.Path(_INPUT.value), pathlib.Path(_OUTPUT.value)
   if not src.exists():
     print(f'error: {src} does not exist', file=sys.stderr)
     return 1
-  config = common.get_config(_ARCH.value, _KEYPOINTS.value)
-  config.eval.batch_size = _BATCH.value
-  config.eval.flip_test = _FLIP.value
   try:
-    model, variables, keypoint_set, input_size = eval_lib.load_model(config, _CKPT.value)
+    predictor = _predictor()
   except (FileNotFoundError, ValueError, OSError, RuntimeError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
-  predictor = eval_lib.make_predictor(config, model, variables, keypoint_set, input_size)
+  keypoint_set = predictor.keypoint_set
   out.mkdir(parents=True, exist_ok=True)
   results = []
   draw = lambda image, p: visualize.draw_people(image, p.keypoints[p.scores >= _MIN_SCORE.value],
@@ -122,7 +140,7 @@ def main(argv):
     for start in range(0, len(paths), chunk):
       names = paths[start:start + chunk]
       try:
-        images = [eval_lib.read_rgb(str(p)) for p in names]
+        images = [inference.read_rgb(p) for p in names]
       except OSError as e:
         print(f'error: {e}', file=sys.stderr)
         return 1

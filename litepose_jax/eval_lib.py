@@ -1,24 +1,27 @@
 """Evaluation loop shared by evaluate.py and training: model → test-time path → AP, results and PNGs.
 
-  batches (json + image folder, or the data pipeline's eval set)
-    → Predictor.predict_prepared (jitted forward + flip, aggregation, decode, back-projection)
+  config's eval split: the data pipeline's ordered eval batches (`data.pipeline.make_eval_dataset`, every
+  dataset name: 'crowdpose' / 'coco' (TFDS), 'coco_json', 'synthetic') and its ground truth
+  (`data.pipeline.eval_annotation_file`)
+    → Predictor.predict_batch (jitted forward + flip, aggregation, decode, back-projection)
     → evaluation.KeypointEvaluator (COCO / CrowdPose AP) → results.json, metrics.json
-    → the N images with the lowest mean OKS drawn as PNGs (prediction | ground truth).
+    → the N images with the lowest mean OKS (evaluation's OKS, greedy matching) drawn as PNGs:
+      prediction | ground truth, on the network input the model saw.
 
-Batches are dicts with the data pipeline's eval keys: 'image' [B,h',w',3] (or 'images', one array per
-test scale), 'image_id' [B], 'center' [B,2], 'scale' [B,2], '_mask' [B]. Images of one batch share their
-input shape, so each shape compiles once.
+Batches are dicts with the pipeline's eval keys: 'image' [B,h',w',3] (normalised network input),
+'image_id' [B], 'center' [B,2], 'scale' [B,2], '_mask' [B]. Images of one batch share their input shape,
+so each shape compiles once. TensorFlow runs only inside the data pipeline, imported when a split is
+opened; `run` itself takes any iterable of such batches.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import heapq
 import json
 import os
 import pathlib
 import time
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -27,9 +30,11 @@ from litepose_jax import checkpoint
 from litepose_jax import config_utils
 from litepose_jax import convert
 from litepose_jax import decode
+from litepose_jax import evaluation
 from litepose_jax import inference
 from litepose_jax import keypoints as kp_lib
 from litepose_jax import visualize
+from litepose_jax.evaluation import evaluator as evaluator_lib
 
 _AUTHORS_FILES = ('.pth', '.tar', '.npz', '.pt')
 
@@ -69,198 +74,247 @@ def make_predictor(config, model, variables, keypoint_set, input_size: int) -> i
                              batch_size=config.eval.batch_size)
 
 
-def read_rgb(path: str) -> np.ndarray:
-  """An image file as RGB uint8; raises naming the file when it cannot be read."""
-  image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-  if image is None:
-    raise OSError(f'{path}: not a readable image')
-  return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+def ground_truth(config) -> evaluation.GroundTruth:
+  """The parsed ground truth of config's eval split (cheap checks first: call it before loading a model).
 
-
-class JsonSplit:
-  """A COCO-format keypoint json and its image folder (GT per image, image paths and sizes)."""
-
-  def __init__(self, ann_file: str, image_dir: str, max_images: int = 0):
-    try:
-      with open(ann_file) as f:
-        data = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-      raise ValueError(f'{ann_file}: cannot read the annotation json ({e})') from None
-    if not isinstance(data, dict) or 'images' not in data or 'annotations' not in data:
-      raise ValueError(f'{ann_file}: not a COCO-format json (needs "images" and "annotations")')
-    self.ann_file, self.data = str(ann_file), data
-    images = sorted(data['images'], key=lambda im: im['id'])
-    if max_images:
-      images = images[:max_images]
-    self.images = images
-    self.paths = {im['id']: os.path.join(image_dir, im['file_name']) for im in images}
-    for im in images:
-      if 'height' not in im or 'width' not in im:
-        raise ValueError(f'{ann_file}: image {im.get("id")} has no height/width')
-    self.people: Dict[int, List[dict]] = {im['id']: [] for im in images}
-    for a in data['annotations']:
-      if a.get('image_id') in self.people:
-        self.people[a['image_id']].append(a)
-
-  def gt_keypoints(self, image_id: int) -> np.ndarray:
-    """[G, K, 3] labelled GT joints of an image (all annotations with keypoints)."""
-    kps = [np.reshape(a['keypoints'], (-1, 3)) for a in self.people.get(image_id, []) if a.get('keypoints')]
-    return np.asarray(kps, np.float64) if kps else np.zeros((0, 0, 3))
-
-  def batches(self, predictor: inference.Predictor, batch_size: int, workers: int = 2
-              ) -> Iterator[Dict[str, Any]]:
-    """Eval batches of equal input shape (reading and resizing run in `workers` threads)."""
-    groups: Dict[tuple, List[dict]] = {}
-    for im in self.images:
-      groups.setdefault(predictor.input_shapes(im['height'], im['width']), []).append(im)
-    chunks = [g[i:i + batch_size] for g in groups.values() for i in range(0, len(g), batch_size)]
-
-    def load(im):
-      image = read_rgb(self.paths[im['id']])
-      if image.shape[:2] != (im['height'], im['width']):
-        raise ValueError(f'{self.paths[im["id"]]}: size {image.shape[1]}x{image.shape[0]} differs from '
-                         f'the json ({im["width"]}x{im["height"]})')
-      return predictor.prepare(image)
-
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-      for chunk in chunks:
-        prepared = list(pool.map(load, chunk))
-        pad = batch_size - len(chunk)
-        prepared += [prepared[-1]] * pad
-        yield {'images': [np.stack([p[0][s] for p in prepared]) for s in range(len(prepared[0][0]))],
-               'image_id': np.array([im['id'] for im in chunk] + [-1] * pad, np.int64),
-               'center': np.stack([p[1] for p in prepared]), 'scale': np.stack([p[2] for p in prepared]),
-               '_mask': np.arange(batch_size) < len(chunk)}
-
-
-def image_quality(pred: np.ndarray, scores: np.ndarray, gt: np.ndarray, keypoint_set: kp_lib.KeypointSet
-                  ) -> float:
-  """Mean over GT people of the OKS with their greedily matched prediction (1 when there is no GT).
-
-  Only ranks images for the worst-image PNGs (the metrics come from litepose_jax.evaluation). Object
-  scale: the labelled joints' extent (w·h·0.53, CrowdPose's rule applied to the joint box).
+  Raises:
+    ValueError: settings the eval split cannot serve (multi-scale test, missing dataset keys).
+    FileNotFoundError: the split's annotation file is missing.
   """
-  gt = gt[(gt[..., 2] > 0).any(-1)] if len(gt) else gt
-  if not len(gt):
-    return 1.0
-  if not len(pred):
-    return 0.0
-  pred = pred[np.argsort(-scores)[:20]]
-  lab = gt[..., 2] > 0
-  lo = np.where(lab[..., None], gt[..., :2], np.inf).min(1)
-  hi = np.where(lab[..., None], gt[..., :2], -np.inf).max(1)
-  area = np.maximum(np.prod(hi - lo, axis=-1) * 0.53, 1.0)
-  var = (2 * keypoint_set.sigmas_array) ** 2
-  d2 = np.sum((pred[:, None, :, :2] - gt[None, :, :, :2]) ** 2, axis=-1)  # [P,G,K]
-  o = np.sum(np.exp(-d2 / var / area[None, :, None] / 2) * lab[None], -1) / lab.sum(-1)[None]
-  total, used = 0.0, set()
-  for p in range(len(pred)):
-    free = [g for g in np.argsort(-o[p]) if g not in used]
-    if free:
-      used.add(free[0])
-      total += o[p, free[0]]
-  return total / len(gt)
+  scales = tuple(float(s) for s in config.eval.scales)
+  if scales != (1.0,):
+    raise ValueError(f'config.eval.scales={scales}: evaluation reads the data pipeline\'s single-scale eval '
+                     'batches; multi-scale testing is available through inference.Predictor (predict.py)')
+  from litepose_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  ann_file = pipeline.eval_annotation_file(config)
+  if not os.path.isfile(ann_file):
+    raise FileNotFoundError(
+        f'{ann_file}: ground truth of the {config.dataset.name!r} eval split not found (see the README\'s '
+        'data layout), or evaluate a COCO-format json: --config.dataset.name=coco_json '
+        '--config.dataset.ann_file=FILE --config.dataset.image_dir=DIR')
+  return evaluation.load_ground_truth(ann_file)
 
 
-def make_evaluator(gt, keypoint_set):
-  """litepose_jax.evaluation.KeypointEvaluator (imported here: it is a separate part of the library)."""
-  from litepose_jax import evaluation  # pylint: disable=g-import-not-at-top
-  return evaluation.KeypointEvaluator(gt, keypoint_set)
+def eval_batches(config, input_size: int) -> Iterator[Dict[str, np.ndarray]]:
+  """The data pipeline's eval batches of config's eval split as NumPy, resized for `input_size`."""
+  from litepose_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  if input_size != config_utils.input_size(config):
+    # A checkpoint may carry another architecture than the config names: resize for the model's input.
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+      config.input.size = int(input_size)
+  return pipeline.make_eval_dataset(config).as_numpy_iterator()
 
 
-def format_table(metrics: Dict[str, float]) -> str:
-  from litepose_jax import evaluation  # pylint: disable=g-import-not-at-top
-  return evaluation.format_table(metrics)
+class Worst(NamedTuple):
+  """An image kept for the worst-image PNGs: its quality, predictions and network input.
+
+  quality: mean OKS (`image_quality`); keypoints [P,K,3] in image pixels; scores [P]; image [h',w',3]
+  uint8 network input; center, scale [2]: its back-projection parameters.
+  """
+  quality: float
+  image_id: int
+  keypoints: np.ndarray
+  scores: np.ndarray
+  image: np.ndarray
+  center: np.ndarray
+  scale: np.ndarray
 
 
-def run(predictor: inference.Predictor, batches: Iterable[Dict[str, Any]], evaluator, *,
-        split: Optional[JsonSplit] = None, variables=None, num_worst: int = 0, total: Optional[int] = None,
-        progress: bool = True) -> Tuple[Dict[str, float], List[tuple], Dict[str, float]]:
-  """Runs the model over `batches`, feeding `evaluator`.
+def _people(gt: evaluation.GroundTruth, image_id: int) -> slice:
+  """The GT people of an image (people are stored image by image, images in ascending id order)."""
+  i = int(gt.index_of_images(np.array([image_id]))[0])
+  if i < 0:
+    return slice(0, 0)
+  lo, hi = np.searchsorted(gt.image_index, [i, i + 1])
+  return slice(int(lo), int(hi))
+
+
+def image_quality(keypoints: np.ndarray, scores: np.ndarray, gt: evaluation.GroundTruth, image_id: int,
+                  object_scale: np.ndarray, keypoint_set: kp_lib.KeypointSet, max_dets: int = 20) -> float:
+  """Mean OKS of an image's GT people with their greedily matched detections (1.0 when none counts).
+
+  Only ranks images for the worst-image PNGs (the metrics come from the evaluator). OKS and object scale
+  are litepose_jax.evaluation's; GT people the evaluator ignores (crowd, no labelled joint) do not count.
+  Matching: among the max_dets best-scored detections, greedily by OKS (the best remaining detection-GT
+  pair first), one detection per GT person; unmatched GT people count 0.
 
   Args:
-    predictor: the test-time path; variables: weights to use instead of the predictor's own.
+    keypoints: [P,K,3] detections in image pixels; scores: [P].
+    gt: the ground truth; image_id: the image.
+    object_scale: [N] object scale² of every GT person (`evaluation.evaluator.object_scale`).
+    keypoint_set: the OKS sigmas.
+  Returns:
+    Mean OKS in [0, 1] over the image's counted GT people.
+  """
+  people = _people(gt, image_id)
+  counted = ~gt.ignore[people]
+  if not counted.any():
+    return 1.0
+  if not len(scores):
+    return 0.0
+  order = np.argsort(-np.asarray(scores), kind='stable')[:max_dets]
+  o = evaluation.oks(np.asarray(keypoints, np.float64)[order][:, None], gt.keypoints[people][counted][None],
+                     gt.bbox[people][counted][None], object_scale[people][counted][None],
+                     keypoint_set.sigmas_array)  # [D, G]
+  total = 0.0
+  for _ in range(min(o.shape)):
+    d, g = np.unravel_index(np.argmax(o), o.shape)
+    total += float(o[d, g])
+    o[d, :], o[:, g] = -1.0, -1.0
+  return total / o.shape[1]
+
+
+def _subset(gt: evaluation.GroundTruth, image_ids: Iterable[int]) -> Dict[str, Any]:
+  """The ground-truth json restricted to some images (for evaluating part of a split)."""
+  ids = set(image_ids)
+  data = gt.dataset
+  return dict(data, images=[im for im in data['images'] if im['id'] in ids],
+              annotations=[a for a in data['annotations'] if a.get('image_id') in ids])
+
+
+class RunResult(NamedTuple):
+  """metrics {name: value}; worst: the worst images, worst first; timing {'images', 'seconds' (wall
+  time, compilation and input included), 'images_per_second' (the test path on batches of an already
+  compiled input shape; the overall rate when every batch compiled)}."""
+  metrics: Dict[str, float]
+  worst: List[Worst]
+  timing: Dict[str, float]
+
+
+def run(predictor: inference.Predictor, batches: Iterable[Dict[str, Any]],
+        evaluator: evaluation.KeypointEvaluator, *, variables=None, num_worst: int = 0, max_images: int = 0,
+        total: Optional[int] = None, progress: bool = True) -> RunResult:
+  """Runs the test-time path over eval batches, feeding `evaluator`, and computes the metrics.
+
+  Args:
+    predictor: the test-time path: anything with `predict_batch(batch, variables) -> (keypoints
+      [B,S,K,3] in image pixels, scores [B,S], valid [B,S])`, normally an inference.Predictor.
     batches: eval batches (module docstring).
-    evaluator: has add(image_id, keypoints [P,K,3], scores [P]) and compute() -> {name: value}.
-    split: the json split, for ranking images by `image_quality` (needs num_worst > 0).
+    evaluator: the split's KeypointEvaluator (its ground truth also ranks the worst images); it holds
+      the added results afterwards (`write_results`).
+    variables: weights to use instead of the predictor's own.
+    num_worst: how many of the lowest-quality images to keep (`image_quality`).
+    max_images: stop after this many images (0: all); the metrics then cover those images only.
     total: number of images, for the progress bar.
   Returns:
-    (metrics, worst [(quality, image_id, keypoints, scores)] worst first, timing
-    {'images', 'seconds', 'images_per_second'}).
+    RunResult. When the batches did not cover every GT image (max_images, or images the data pipeline
+    skipped), the metrics are computed on the GT of the evaluated images.
   """
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-  worst: List[tuple] = []  # max-heap on −quality keeps the num_worst lowest
+  gt, ks = evaluator.gt, evaluator.keypoint_set
+  scale = evaluator_lib.object_scale(gt, ks, evaluator.protocol) if num_worst else None
+  heap: List[tuple] = []  # (−quality, image_id, Worst): the root is the best of the kept worst ones
+  seen: List[int] = []
   bar = tqdm(total=total, unit='img', disable=not progress, dynamic_ncols=True)
-  count, start = 0, time.perf_counter()
+  start = time.perf_counter()
+  shapes, steady = set(), [0, 0.0]  # images and seconds of batches whose input shape was compiled before
   for batch in batches:
-    inputs = batch['images'] if 'images' in batch else [batch['image']]
-    kp, scores, valid = predictor.predict_prepared(inputs, batch['center'], batch['scale'], variables)
+    tick = time.perf_counter()
+    kp, scores, valid = predictor.predict_batch(batch, variables)
+    if batch['image'].shape in shapes:
+      steady[0] += int(np.sum(batch['_mask']))
+      steady[1] += time.perf_counter() - tick
+    shapes.add(batch['image'].shape)
     for j in np.flatnonzero(batch['_mask']):
+      if max_images and len(seen) >= max_images:
+        break
       image_id = int(batch['image_id'][j])
       keep = valid[j]
       evaluator.add(image_id, kp[j][keep], scores[j][keep])
-      if split is not None and num_worst:
-        q = image_quality(kp[j][keep], scores[j][keep], split.gt_keypoints(image_id), predictor.keypoint_set)
-        item = (-q, image_id, kp[j][keep], scores[j][keep])
-        if len(worst) < num_worst:
-          heapq.heappush(worst, item)
-        elif item[0] > worst[0][0]:
-          heapq.heapreplace(worst, item)
-      count += 1
+      seen.append(image_id)
       bar.update(1)
+      if num_worst:
+        q = image_quality(kp[j][keep], scores[j][keep], gt, image_id, scale, ks, evaluator.protocol.max_dets)
+        item = (-q, image_id, Worst(q, image_id, kp[j][keep], scores[j][keep],
+                                    inference.to_uint8(batch['image'][j]), batch['center'][j],
+                                    batch['scale'][j]))
+        if len(heap) < num_worst:
+          heapq.heappush(heap, item)
+        elif item[0] > heap[0][0]:  # worse than the best image kept so far
+          heapq.heapreplace(heap, item)
+    if max_images and len(seen) >= max_images:
+      break
   bar.close()
   seconds = time.perf_counter() - start
-  timing = {'images': count, 'seconds': seconds, 'images_per_second': count / max(seconds, 1e-9)}
-  worst = sorted(((-q, i, k, s) for q, i, k, s in worst), key=lambda t: t[0])
-  return evaluator.compute(), worst, timing
+  # Speed of the test path without compilation (batches of an already compiled shape), when there are any.
+  speed = steady[0] / steady[1] if steady[1] else len(seen) / max(seconds, 1e-9)
+  timing = {'images': len(seen), 'seconds': seconds, 'images_per_second': speed}
+  scored = evaluator
+  if set(seen) != set(gt.image_ids.tolist()):
+    scored = evaluation.KeypointEvaluator(_subset(gt, seen), ks, protocol=evaluator.protocol,
+                                          backend=evaluator.backend)
+    scored.add_results(evaluator.results())
+  worst = [w for _, _, w in sorted(heap, key=lambda t: (-t[0], t[1]))]
+  return RunResult(scored.compute(), worst, timing)
 
 
-def write_worst(workdir: str, split: JsonSplit, worst: Sequence[tuple],
+def _to_input(xy: np.ndarray, center: np.ndarray, scale: np.ndarray, input_hw: Tuple[int, int]) -> np.ndarray:
+  """Image pixels → network-input pixels, the inverse of `inference.to_image` (spec e.10)."""
+  factor = scale[0] * 200.0 / input_hw[1]
+  return (xy - center) / factor + np.array([input_hw[1], input_hw[0]]) / 2.0
+
+
+def draw_worst(item: Worst, gt: evaluation.GroundTruth, keypoint_set: kp_lib.KeypointSet,
+               min_short_side: int = 480) -> np.ndarray:
+  """Prediction | ground truth of one image, drawn on its network input (upscaled to be legible).
+
+  Returns:
+    [h·u + 24, 2·w·u + 8, 3] uint8 RGB, u the integer upscale bringing the short side to min_short_side.
+  """
+  h, w = item.image.shape[:2]
+  u = max(1, -(-min_short_side // min(h, w)))
+  image = cv2.resize(item.image, (w * u, h * u), interpolation=cv2.INTER_LINEAR)
+
+  def place(people: np.ndarray) -> np.ndarray:
+    people = np.array(people, np.float64)
+    people[..., :2] = _to_input(people[..., :2], item.center, item.scale, (h, w)) * u
+    return people
+
+  gt_people = gt.keypoints[_people(gt, item.image_id)]
+  pred = visualize.draw_people(image, place(item.keypoints), keypoint_set.skeleton, item.scores)
+  truth = visualize.draw_ground_truth(image, place(gt_people), keypoint_set.skeleton)
+  return visualize.side_by_side(pred, truth)
+
+
+def write_worst(workdir: str, worst: Iterable[Worst], gt: evaluation.GroundTruth,
                 keypoint_set: kp_lib.KeypointSet) -> List[str]:
-  """PNGs of the worst images: prediction | ground truth. Returns the written paths."""
+  """PNGs of the worst images (`draw_worst`) in workdir/worst_images/. Returns the written paths."""
   out_dir = pathlib.Path(workdir) / 'worst_images'
   out_dir.mkdir(parents=True, exist_ok=True)
   written = []
-  for rank, (quality, image_id, kp, scores) in enumerate(worst):
-    image = read_rgb(split.paths[image_id])
-    pred = visualize.draw_people(image, kp, keypoint_set.skeleton, scores)
-    gt = visualize.draw_ground_truth(image, split.gt_keypoints(image_id), keypoint_set.skeleton)
-    path = out_dir / f'{rank:02d}_{image_id}_oks{quality:.2f}.png'
-    visualize.write_rgb(str(path), visualize.side_by_side(pred, gt))
+  for rank, item in enumerate(worst):
+    path = out_dir / f'{rank:02d}_{item.image_id}_oks{item.quality:.2f}.png'
+    visualize.write_rgb(str(path), draw_worst(item, gt, keypoint_set))
     written.append(str(path))
   return written
 
 
-def eval_split(config) -> JsonSplit:
-  """The evaluation split: config.dataset.ann_file + image_dir (a COCO-format json and its images)."""
-  ds = config.dataset
-  if not ds.ann_file or not ds.image_dir:
-    raise ValueError('evaluation reads a COCO-format json and its image folder: set '
-                     '--config.dataset.ann_file and --config.dataset.image_dir')
-  return JsonSplit(ds.ann_file, ds.image_dir, config.eval.max_images)
-
-
 def evaluate(config, model, variables, keypoint_set: kp_lib.KeypointSet, input_size: int,
-             workdir: Optional[str] = None, progress: bool = True, split: Optional[JsonSplit] = None
-             ) -> Dict[str, float]:
+             workdir: Optional[str] = None, progress: bool = True,
+             gt: Optional[evaluation.GroundTruth] = None) -> Dict[str, float]:
   """Evaluates on config's eval split; writes results.json, metrics.json and worst-image PNGs to workdir.
 
   Args:
-    split: the split to use (default: `eval_split(config)`).
+    config: reads dataset.* (the split), eval.* (test path, decoder, max_images, num_worst_images).
+    model, variables, keypoint_set, input_size: as `load_model` returns them.
+    workdir: where to write (None: nothing is written).
+    gt: the split's parsed ground truth (default: `ground_truth(config)`).
   Returns:
-    The metrics dict (AP, AP50, ...), plus 'images_per_second'.
+    The metrics dict (AP, AP50, ...), plus 'images_per_second' (see RunResult; compilation excluded when
+    some batch reused a compiled input shape).
   """
-  split = split or eval_split(config)
+  gt = gt or ground_truth(config)
   predictor = make_predictor(config, model, variables, keypoint_set, input_size)
-  evaluator = make_evaluator(split.data, keypoint_set)
-  num_worst = config.eval.num_worst_images if workdir else 0
-  metrics, worst, timing = run(predictor, split.batches(predictor, config.eval.batch_size), evaluator,
-                               split=split, num_worst=num_worst, total=len(split.images),
-                               progress=progress)
+  evaluator = evaluation.KeypointEvaluator(gt, keypoint_set)
+  max_images = int(config.eval.max_images)
+  result = run(predictor, eval_batches(config, input_size), evaluator,
+               num_worst=config.eval.num_worst_images if workdir else 0, max_images=max_images,
+               total=min(len(gt.image_ids), max_images or len(gt.image_ids)), progress=progress)
   if workdir:
     os.makedirs(workdir, exist_ok=True)
     evaluator.write_results(os.path.join(workdir, 'results.json'))
     with open(os.path.join(workdir, 'metrics.json'), 'w') as f:
-      json.dump({k: float(v) for k, v in metrics.items()}, f, indent=1)
-    write_worst(workdir, split, worst, keypoint_set)
-  return dict(metrics, images_per_second=timing['images_per_second'])
+      json.dump({k: float(v) for k, v in result.metrics.items()}, f, indent=1)
+    write_worst(workdir, result.worst, gt, keypoint_set)
+  return dict(result.metrics, images_per_second=result.timing['images_per_second'])

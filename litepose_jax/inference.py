@@ -88,6 +88,23 @@ def resize_align(image: np.ndarray, input_size: int, scale: float = 1.0, min_sca
   return normalised, center, scale_wh
 
 
+def read_rgb(path) -> np.ndarray:
+  """An image file as [h,w,3] RGB uint8 (EXIF orientation ignored, as the datasets' annotations assume).
+
+  Raises:
+    OSError: the file is missing or not a readable image (the message names it).
+  """
+  image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+  if image is None:
+    raise OSError(f'{path}: not a readable image')
+  return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def to_uint8(normalised: np.ndarray) -> np.ndarray:
+  """A normalised network input [h,w,3] back to RGB uint8 (the inverse of resize_align's normalisation)."""
+  return np.clip(np.round((np.asarray(normalised) * _STD + _MEAN) * 255.0), 0, 255).astype(np.uint8)
+
+
 def upsample2x(x: jax.Array, axis: int) -> jax.Array:
   """Bilinear ×2 upsampling along `axis` with half-pixel centres (PyTorch align_corners=False).
 
@@ -228,11 +245,6 @@ class Predictor:
                                         min_scale)
     return inputs, center, scale
 
-  def input_shapes(self, h: int, w: int) -> tuple:
-    """The network input shape (h', w') at every test scale for an h×w image (the batching key)."""
-    min_scale = min(self.scales)
-    return tuple(multi_scale_size(h, w, self.input_size, s, min_scale)[0][::-1] for s in self.scales)
-
   def predict_prepared(self, inputs: Sequence[np.ndarray], center: np.ndarray, scale: np.ndarray,
                        variables=None):
     """Jitted path on a batch: inputs one [B,h_s,w_s,3] per scale, center/scale [B,2].
@@ -246,6 +258,20 @@ class Predictor:
                     [jnp.asarray(x) for x in inputs], jnp.asarray(center, jnp.float32),
                     jnp.asarray(scale, jnp.float32))
     return tuple(np.asarray(o) for o in out)
+
+  def predict_batch(self, batch, variables=None):
+    """`predict_prepared` on a data-pipeline eval batch (eval_lib).
+
+    Args:
+      batch: {'image' [B,h',w',3] normalised network input, 'center' [B,2], 'scale' [B,2], ...}.
+      variables: as in `predict_prepared`.
+    Returns:
+      keypoints [B,S,K,3] (image pixels), scores [B,S], valid [B,S] (NumPy).
+    """
+    if len(self.scales) != 1:
+      raise ValueError(f'a pipeline eval batch holds one network input; this predictor runs scales '
+                       f'{self.scales}')
+    return self.predict_prepared([batch['image']], batch['center'], batch['scale'], variables)
 
   def predict(self, images: Iterable[np.ndarray]) -> List[Prediction]:
     """Predictions for RGB uint8 images of any sizes (batched by input shape, in input order)."""

@@ -77,16 +77,12 @@ def pipeline_train_input(config) -> TrainInput:
 
 
 def library_eval_fn(model, variables, config, workdir: epath.Path, step: int) -> dict:
-  """AP on the eval split through the evaluation library (litepose_jax.eval_lib).
+  """AP on config's eval split (any dataset: the data pipeline's eval input) through litepose_jax.eval_lib.
 
   Every process evaluates the whole split (it is small next to training); only process 0 writes
   results.json, metrics.json and the worst-image PNGs, into <workdir>/eval_<step> when the workdir is local.
   """
-  try:
-    from litepose_jax import eval_lib  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    log.warning('litepose_jax.eval_lib is not available: skipping evaluation at step %d', step)
-    return {}
+  from litepose_jax import eval_lib  # pylint: disable=g-import-not-at-top
   out = workdir / f'eval_{step}'
   local = jax.process_index() == 0 and '://' not in str(out)
   return dict(eval_lib.evaluate(config, model, variables, config_utils.keypoint_set(config),

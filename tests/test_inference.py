@@ -49,7 +49,7 @@ def test_resize_sizes_follow_the_spec(h, w, size):
 
 @pytest.mark.parametrize('image_id', IMAGES)
 def test_resize_matches_authors_input(ref, data_dir, image_id):
-  image = eval_lib.read_rgb(data_dir / 'crowdpose_sample' / f'{image_id}.jpg')
+  image = inference.read_rgb(data_dir / 'crowdpose_sample' / f'{image_id}.jpg')
   out, center, scale = inference.resize_align(image, 256)
   expected = ref[f'{image_id}/input'][0].transpose(1, 2, 0)
   assert out.shape == expected.shape
@@ -112,66 +112,14 @@ def test_upsample_matches_bilinear_half_pixel():
   np.testing.assert_allclose(ours, cv2.resize(x, (14, 10), interpolation=cv2.INTER_LINEAR), atol=1e-6)
 
 
-# ---- the evaluation loop (eval_lib) ------------------------------------------------------------------------
-
-class _PycocotoolsEvaluator:
-  """The evaluator interface (add / compute) backed by pycocotools itself, the independent oracle."""
-
-  def __init__(self, gt, sigmas):
-    # CrowdPose's object scale is bbox w·h·0.53 (spec f); pycocotools reads it from 'area'.
-    anns = [dict(a, area=a['bbox'][2] * a['bbox'][3] * 0.53) for a in gt['annotations']]
-    self.gt, self.sigmas, self.results = dict(gt, annotations=anns), sigmas, []
-
-  def add(self, image_id, keypoints, scores):
-    for kp, s in zip(keypoints, scores):
-      self.results.append({'image_id': int(image_id), 'category_id': 1,
-                           'keypoints': [float(v) for v in kp.ravel()], 'score': float(s)})
-
-  def compute(self):
-    import contextlib, io  # pylint: disable=g-import-not-at-top,multiple-imports
-    from pycocotools.coco import COCO  # pylint: disable=g-import-not-at-top
-    from pycocotools.cocoeval import COCOeval  # pylint: disable=g-import-not-at-top
-    with contextlib.redirect_stdout(io.StringIO()):
-      gt = COCO()
-      gt.dataset = self.gt
-      gt.createIndex()
-      ev = COCOeval(gt, gt.loadRes(self.results), 'keypoints')
-      ev.params.kpt_oks_sigmas = self.sigmas
-      ev.evaluate(), ev.accumulate(), ev.summarize()
-    return {'AP': float(ev.stats[0])}
-
-
-def test_eval_loop_batches_every_image_once_and_writes_worst_pngs(predictor, data_dir, tmp_path):
-  src = data_dir / 'crowdpose_sample'
-  split = eval_lib.JsonSplit(str(src / 'test_crowdpose.json'), str(src))
-  batches = list(split.batches(predictor, batch_size=1))
-  assert sorted(int(b['image_id'][0]) for b in batches) == [103319, 106848]
-  evaluator = _PycocotoolsEvaluator(split.data, predictor.keypoint_set.sigmas_array)
-  metrics, worst, timing = eval_lib.run(predictor, batches, evaluator, split=split, num_worst=2,
-                                        progress=False)
-  assert timing['images'] == 2 and 0.0 <= metrics['AP'] <= 1.0
-  # The eval loop adds exactly what the predictor returns for each image, whatever the batching.
-  direct = predictor.predict([eval_lib.read_rgb(split.paths[i]) for i in (103319, 106848)])
-  added = {i: [r for r in evaluator.results if r['image_id'] == i] for i in (103319, 106848)}
-  for image_id, pred in zip((103319, 106848), direct):
-    assert len(added[image_id]) == len(pred.scores) == 30
-    np.testing.assert_allclose([r['keypoints'] for r in added[image_id]], pred.keypoints.reshape(30, -1),
-                               rtol=1e-6)
-  assert [w[0] for w in worst] == sorted(w[0] for w in worst)  # worst first
-  paths = eval_lib.write_worst(str(tmp_path), split, worst, predictor.keypoint_set)
-  for path, (_, image_id, _, _) in zip(paths, worst):
-    h, w = (480, 640) if image_id == 103319 else (425, 640)
-    assert cv2.imread(path).shape == (h + 24, 2 * w + 8, 3)
-
-
-def test_image_quality_extremes():
-  ks = kp_lib.get('crowdpose')
-  gt = np.zeros((2, 14, 3))
-  gt[0, :, :2] = np.random.default_rng(0).uniform(100, 200, (14, 2))
-  gt[0, :, 2] = 2
-  gt[1, :, :2] = gt[0, :, :2] + 300
-  gt[1, :7, 2] = 1
-  assert eval_lib.image_quality(gt.copy(), np.array([0.9, 0.8]), gt, ks) == pytest.approx(1.0)
-  assert eval_lib.image_quality(np.zeros((0, 14, 3)), np.zeros(0), gt, ks) == 0.0
-  assert eval_lib.image_quality(gt[:1], np.array([0.9]), gt, ks) == pytest.approx(0.5)
-  assert eval_lib.image_quality(gt[:1], np.array([0.9]), np.zeros((0, 14, 3)), ks) == 1.0
+def test_read_rgb_and_to_uint8(data_dir, tmp_path):
+  """read_rgb: RGB order (cv2 reads BGR); to_uint8 inverts ToTensor + Normalize (ImageNet mean / std)."""
+  path = data_dir / 'crowdpose_sample' / '103319.jpg'
+  image = inference.read_rgb(path)
+  np.testing.assert_array_equal(image, cv2.imread(str(path))[..., ::-1])
+  grey = np.random.default_rng(0).integers(0, 256, (4, 5, 3)).astype(np.uint8)
+  normalised = (grey / np.float32(255) - np.float32([0.485, 0.456, 0.406])) / np.float32([0.229, 0.224, 0.225])
+  np.testing.assert_array_equal(inference.to_uint8(normalised.astype(np.float32)), grey)
+  (tmp_path / 'bad.jpg').write_bytes(b'not an image')
+  with pytest.raises(OSError, match='bad.jpg'):
+    inference.read_rgb(tmp_path / 'bad.jpg')

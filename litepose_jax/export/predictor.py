@@ -8,17 +8,20 @@ Per image: `inference.resize_align` (short side → input size, long side padded
     aggregation, jitted `decode.parse_maps`;
   variant B file (network + decoder): one LiteRT call;
 → `inference.to_image` back to image pixels. `predict.py --model=FILE.tflite` uses this class.
-Needs litepose_jax.inference / decode (JAX), not TensorFlow.
+Needs litepose_jax.inference / decode (JAX) and ai-edge-litert, not TensorFlow.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Iterable, List
+import time
+from typing import Iterable, List, Optional, Tuple
 
 import jax
 import numpy as np
 
+from litepose_jax import decode
+from litepose_jax import inference
 from litepose_jax import keypoints as kp_lib
 from litepose_jax.export import runner
 
@@ -30,21 +33,23 @@ class TFLitePredictor:
     net: the runner.TFLiteModel.
     keypoint_set, input_size: from the file's metadata.
     variant: 'network' | 'network+decoder'.
+    batch_times: (images, seconds, first run of its input shape) per image run by `predict`, as
+      inference.Predictor.batch_times (the first run of a shape includes jit compilation of the decoder).
   """
 
   def __init__(self, path: str | os.PathLike, num_threads: int = 2, xnnpack: bool = True,
-               decode_config=None):
+               decode_config: Optional[decode.DecodeConfig] = None, flip: bool = True):
     """Loads an exported file.
 
     Args:
       path: a .tflite written by `python -m litepose_jax.export` (it carries the metadata needed here).
       num_threads, xnnpack: LiteRT settings (runner.TFLiteModel).
       decode_config: decode.DecodeConfig for variant A files (default: the authors' settings).
+      flip: flip test for variant A files (variant B files run it inside, always).
     Raises:
-      ValueError: the file has no litepose metadata (written by another tool).
+      ValueError: the file has no litepose metadata (written by another tool), or flip=False with a
+        variant B file.
     """
-    from litepose_jax import decode, inference  # pylint: disable=g-import-not-at-top
-    self._inference = inference
     self.net = runner.TFLiteModel(path, num_threads=num_threads, xnnpack=xnnpack)
     meta = self.net.metadata
     if not meta:
@@ -53,9 +58,15 @@ class TFLitePredictor:
     self.input_size = int(meta['input_size'])
     self.variant = meta['variant']
     self._path = path
+    self._flip = flip
+    self.batch_times: List[Tuple[int, float, bool]] = []
+    self._seen = set()
     if self.variant == 'network':
       cfg = decode_config or decode.DecodeConfig.create(self.keypoint_set)
       self._parse = jax.jit(lambda heat, tags: decode.parse_maps(heat, tags, cfg))
+    elif not flip:
+      raise ValueError(f'{path} holds the decoder (variant B), which runs the flip test inside; '
+                       'flip=False needs a network-only (variant A) file')
 
   def _network(self, images: np.ndarray):
     """(out_quarter, out_half) for a batch; a batch-1 file runs it image by image (no resize needed)."""
@@ -74,18 +85,21 @@ class TFLitePredictor:
                          f'{x.shape[1]}x{x.shape[2]})')
       out = self.net(x)
       return out['keypoints'], out['scores'], out['valid'].astype(bool)
-    heat, tags = self._inference.test_time_maps(self._network, [x], self.keypoint_set.flip_index,
-                                                flip=True, scales=(1.0,))
+    heat, tags = inference.test_time_maps(self._network, [x], self.keypoint_set.flip_index,
+                                          flip=self._flip, scales=(1.0,))
     return tuple(np.asarray(o) for o in self._parse(heat, tags))
 
-  def predict(self, images: Iterable[np.ndarray]):
+  def predict(self, images: Iterable[np.ndarray]) -> List[inference.Prediction]:
     """One inference.Prediction per RGB uint8 image [h,w,3] (any sizes), in input order."""
-    results: List = []
+    results: List[inference.Prediction] = []
     for image in images:
-      x, center, scale = self._inference.resize_align(image, self.input_size)
+      x, center, scale = inference.resize_align(image, self.input_size)
+      start = time.perf_counter()
       kp, scores, valid = self._run(x[None])
-      kp = np.asarray(self._inference.to_image(kp, center[None].astype(np.float32),
-                                               scale[None].astype(np.float32), x.shape[:2]))
-      results.append(self._inference.Prediction(kp[0][valid[0]], scores[0][valid[0]]))
+      kp = np.asarray(inference.to_image(kp, center[None].astype(np.float32),
+                                         scale[None].astype(np.float32), x.shape[:2]))
+      self.batch_times.append((1, time.perf_counter() - start, x.shape not in self._seen))
+      self._seen.add(x.shape)
+      results.append(inference.Prediction(kp[0][valid[0]], scores[0][valid[0]]))
     return results
 

@@ -1,0 +1,187 @@
+"""The evaluation loop (eval_lib) joined to the data pipeline's eval input and litepose_jax.evaluation.
+
+Oracles: maps drawn from the ground truth itself (a perfect network: every person must be found, AP 1.0),
+pycocotools on the written results, and the ground-truth json read with the json module.
+"""
+
+import json
+
+import cv2
+import jax
+import numpy as np
+import pytest
+
+from configs import common
+from litepose_jax import convert
+from litepose_jax import decode
+from litepose_jax import eval_lib
+from litepose_jax import evaluation
+from litepose_jax import inference
+from litepose_jax import keypoints as kp_lib
+from litepose_jax import models
+from litepose_jax import train_lib
+
+KS = kp_lib.get('crowdpose')
+
+
+def _sample_config(data_dir):
+  config = common.get_config('xs', 'crowdpose')
+  config.dataset.name = 'coco_json'
+  config.dataset.ann_file = str(data_dir / 'crowdpose_sample' / 'test_crowdpose.json')
+  config.dataset.image_dir = str(data_dir / 'crowdpose_sample')
+  config.eval.batch_size = 1
+  config.input.tf_threads = 1
+  return config
+
+
+class _PerfectNetwork:
+  """The test path with a perfect network: for each image, Gaussian heatmap peaks at its GT joints (the
+  annotation json, mapped to network-input pixels with the spec e.10 formula) and one tag value per person,
+  then the real decoder and back-projection. shift = (image id, person, dx) moves one person's joints dx
+  input pixels to the right."""
+
+  def __init__(self, ann_file, shift=(None, None, 0.0)):
+    data = json.loads(open(ann_file).read())
+    self.people = {im['id']: [] for im in data['images']}
+    for a in data['annotations']:
+      if not a.get('iscrowd') and a['num_keypoints'] > 0:
+        self.people[a['image_id']].append(np.reshape(a['keypoints'], (-1, 3)).astype(np.float64))
+    self.shift = shift
+    cfg = decode.DecodeConfig.create(KS)
+    self._parse = jax.jit(lambda heat, tags: decode.parse_maps(heat, tags, cfg))
+
+  def maps(self, image_id, center, scale, hw):
+    h, w = hw
+    heat = np.zeros((KS.num_keypoints, h, w), np.float32)
+    tags = np.zeros((KS.num_keypoints, 1, h, w), np.float32)
+    yy, xx = np.mgrid[0:h, 0:w]
+    f = w / (scale[0] * 200.0)
+    for p, kp in enumerate(self.people.get(image_id, [])):
+      for k in np.flatnonzero(kp[:, 2] > 0):
+        x = (kp[k, 0] - center[0]) * f + w / 2.0 + (self.shift[2] if self.shift[:2] == (image_id, p) else 0)
+        y = (kp[k, 1] - center[1]) * f + h / 2.0
+        # The decoder reports a peak pixel i at i + 0.5 (± a quarter towards the higher neighbour).
+        g = np.exp(-((xx - (x - 0.5))**2 + (yy - (y - 0.5))**2) / (2 * 1.5**2))
+        tags[k, 0] = np.where(g > heat[k], 10.0 * (p + 1), tags[k, 0])
+        heat[k] = np.maximum(heat[k], g)
+    return heat, tags
+
+  def predict_batch(self, batch, variables=None):
+    del variables
+    hw = batch['image'].shape[1:3]
+    heat, tags = map(np.stack, zip(*[self.maps(int(i), c, s, hw) for i, c, s in
+                                     zip(batch['image_id'], batch['center'], batch['scale'])]))
+    kp, scores, valid = self._parse(heat, tags)
+    kp = inference.to_image(kp, batch['center'], batch['scale'], hw)
+    return np.asarray(kp), np.asarray(scores), np.asarray(valid)
+
+
+def _pycocotools_ap(ann_file, results):
+  return evaluation.evaluate(ann_file, results, 'crowdpose', backend='pycocotools')
+
+
+def test_perfect_maps_score_ap_1_and_the_worst_images_are_drawn(data_dir, tmp_path):
+  config = _sample_config(data_dir)
+  ann_file = config.dataset.ann_file
+  gt = eval_lib.ground_truth(config)
+  net = _PerfectNetwork(ann_file)
+  evaluator = evaluation.KeypointEvaluator(gt, KS)
+  result = eval_lib.run(net, eval_lib.eval_batches(config, 256), evaluator, num_worst=2, progress=False)
+  assert result.timing['images'] == 2
+  assert result.metrics['AP'] == 1.0 and result.metrics['AR'] == 1.0, result.metrics
+  assert _pycocotools_ap(ann_file, evaluator.results())['AP'] == 1.0
+  assert sorted(w.image_id for w in result.worst) == [103319, 106848]
+  assert all(w.quality > 0.95 for w in result.worst), [w.quality for w in result.worst]
+
+  paths = eval_lib.write_worst(str(tmp_path), result.worst, gt, KS)
+  assert len(paths) == 2
+  for path, w in zip(paths, result.worst):
+    png = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
+    h, wd = w.image.shape[:2]  # network input 256 x 384 / 448, upscaled x2
+    assert png.shape == (2 * h + 24, 2 * (2 * wd) + 8, 3)
+    # Drawn on the network input: the left panel is the (upscaled) input plus the drawn people.
+    left = png[24:, :2 * wd].astype(int)
+    plain = cv2.resize(w.image, (2 * wd, 2 * h), interpolation=cv2.INTER_LINEAR).astype(int)
+    assert np.mean(np.abs(left - plain).max(-1) <= 2) > 0.8
+    assert np.mean(np.abs(left - plain).max(-1) > 30) > 0.002  # the skeletons
+
+
+def test_a_misplaced_person_lowers_ap_and_ranks_its_image_worst(data_dir):
+  """The negative control: one person of 106848 drawn 12 input px (20 image px) to the right."""
+  config = _sample_config(data_dir)
+  ann_file = config.dataset.ann_file
+  evaluator = evaluation.KeypointEvaluator(ann_file, KS)
+  net = _PerfectNetwork(ann_file, shift=(106848, 0, 12.0))
+  result = eval_lib.run(net, eval_lib.eval_batches(config, 256), evaluator, num_worst=2, progress=False)
+  assert result.metrics['AP'] < 0.95
+  assert result.metrics == pytest.approx(_pycocotools_ap(ann_file, evaluator.results()))
+  assert [w.image_id for w in result.worst] == [106848, 103319] and result.worst[1].quality > 0.95
+  # Spec (f) OKS of the shifted person (CrowdPose: s² = bbox w·h·0.53, k = 2σ), the other one ~1.
+  data = json.loads(open(ann_file).read())
+  people = [a for a in data['annotations'] if a['image_id'] == 106848 and a['num_keypoints'] > 0]
+  assert len(people) == 2  # (plus one without labelled joints, ignored)
+  a = people[0]
+  labelled = np.reshape(a['keypoints'], (-1, 3))[:, 2] > 0
+  d = 12.0 * result.worst[0].scale[0] * 200 / 448  # input px → image px
+  e = d**2 / (2 * a['bbox'][2] * a['bbox'][3] * 0.53 * (2 * KS.sigmas_array)**2)
+  assert result.worst[0].quality == pytest.approx((1 + np.exp(-e)[labelled].mean()) / 2, abs=0.01)
+
+
+def test_max_images_scores_the_evaluated_images_only(data_dir):
+  config = _sample_config(data_dir)
+  ann_file = config.dataset.ann_file
+  evaluator = evaluation.KeypointEvaluator(ann_file, KS)
+  result = eval_lib.run(_PerfectNetwork(ann_file), eval_lib.eval_batches(config, 256), evaluator,
+                        max_images=1, progress=False)
+  assert result.timing['images'] == 1 and len({r['image_id'] for r in evaluator.results()}) == 1
+  assert result.metrics['AP'] == 1.0  # the other image's people are not counted as missed
+
+
+def test_image_quality_extremes(data_dir):
+  gt = evaluation.load_ground_truth(data_dir / 'crowdpose_sample' / 'test_crowdpose.json')
+  scale = evaluation.evaluator.object_scale(gt, KS, evaluation.protocol.CROWDPOSE)
+  # 106848: two people with labelled joints and one without (ignored by the evaluator: not counted).
+  people = gt.keypoints[gt.image_index == int(np.flatnonzero(gt.image_ids == 106848)[0])]
+  assert len(people) == 3
+  q = lambda kp, s: eval_lib.image_quality(kp, np.asarray(s, float), gt, 106848, scale, KS)
+  assert q(people, [0.9, 0.8, 0.7]) == pytest.approx(1.0)
+  assert q(np.zeros((0, 14, 3)), []) == 0.0
+  assert q(people[:1], [0.9]) == pytest.approx(1 / 2)
+  # A duplicate of person 0 can only take the other person (160 px away: OKS ~0.01), not person 0 again.
+  assert 0.5 < q(np.concatenate([people[:1], people[:1]]), [0.9, 0.8]) < 0.52
+  assert eval_lib.image_quality(people, np.ones(3), gt, 424242, scale, KS) == 1.0  # no GT person
+
+
+def test_split_settings_are_checked_before_any_model(data_dir, tmp_path):
+  config = _sample_config(data_dir)
+  config.eval.scales = (1.0, 0.5)
+  with pytest.raises(ValueError, match='single-scale'):
+    eval_lib.ground_truth(config)
+  config = common.get_config('xs', 'crowdpose')
+  config.dataset.data_dir = str(tmp_path)
+  with pytest.raises(FileNotFoundError, match='crowdpose_test.json.*coco_json'):
+    eval_lib.ground_truth(config)
+
+
+def test_training_eval_hook_on_the_synthetic_split(tmp_path, reference_dir):
+  """train_lib's default eval hook evaluates the synthetic val split (generated on first use).
+
+  XS with the authors' reference weights (random: 30 people found on any image, AP ~0)."""
+  config = common.get_config('xs', 'crowdpose')
+  config.dataset.name = 'synthetic'
+  config.dataset.data_dir = str(tmp_path / 'data')
+  config.dataset.synthetic_val_images = 1  # 291x385: the 256x384 test-path shape of the sample image
+  config.eval.batch_size = 1
+  config.input.tf_threads = 1
+  model = models.create('xs', 14)
+  variables = convert.torch_to_flax(
+      convert.load_state_dict(reference_dir / 'litepose_xs_reference.npz'), 'xs', 14)
+  metrics = train_lib.library_eval_fn(model, variables, config, tmp_path / 'work', 7)
+  names = evaluation.protocol.CROWDPOSE.metric_names()
+  assert set(names) <= set(metrics) and 0.0 <= metrics['AP'] <= 1.0
+  written = json.loads((tmp_path / 'work' / 'eval_7' / 'metrics.json').read_text())
+  assert written == pytest.approx({k: metrics[k] for k in names})
+  results = json.loads((tmp_path / 'work' / 'eval_7' / 'results.json').read_text())
+  assert {r['image_id'] for r in results} == {1} and len(results) == 30
+  assert written['AP'] == pytest.approx(_pycocotools_ap(eval_lib.ground_truth(config).source, results)['AP'])
+  assert len(list((tmp_path / 'work' / 'eval_7' / 'worst_images').glob('*.png'))) == 1
