@@ -99,37 +99,35 @@ def get_crop_region() -> Op:
 
 def get_affine_flip_normalize(input_size: int, output_sizes: Sequence[int],
                                flip_index: Sequence[int]) -> Op:
-  """The authors' RandomAffineTransform → RandomHorizontalFlip → ToTensor + Normalize (spec d.1).
+  """The authors' RandomAffineTransform → RandomHorizontalFlip → ToTensor + Normalize (spec d.1), per sample.
 
-  One op for the three because the flip is folded into the resampling grids and the normalisation into
-  the blend (no extra passes over the outputs; see resample.py). Joints: affine in float64 per output
+  One op for the three because the flip is folded into the resampling grid and the normalisation into
+  the blend (no extra passes over the output; see resample.py). Joints: affine in float64 per output
   grid, then (when flipping) channels permuted with `flip_index` and x → R_s − 1 − x, exactly as the
-  authors.
+  authors. The masks are warped later, per batch (targets.get_batch_targets).
 
-  Reads 'image' (the 'input_box' region, uint8), 'input_box', 'image_hw', 'matrix_input', 'matrix_s',
-    'ignore_rle' [C], 'keypoints' [P,K,3], 'aug'['flip'].
+  Reads 'image' (the 'input_box' region, uint8), 'input_box', 'matrix_input', 'matrix_s',
+    'keypoints' [P,K,3], 'aug'['flip'].
   Changes 'image' → [I,I,3] float32 ImageNet-normalised RGB of the warped image, itself rounded to grey
     levels like the authors' uint8 cv2.warpAffine.
-  Adds 'mask_s' [R_s,R_s] float32 {0,1} (1 = use) and 'keypoints_s' [P,K,3] float64 in grid s pixels.
-  Removes 'ignore_rle', 'keypoints', the matrices and 'input_box'.
+  Adds 'keypoints_s' [P,K,3] float64 in grid s pixels and 'flip' (scalar bool).
+  Removes 'keypoints', 'matrix_input', 'input_box' and 'aug'; keeps 'matrix_s'.
   """
   flip_index = tf.constant(list(flip_index), tf.int32)
 
   def op(features):
     features = dict(features)
-    flip = tf.cast(features['aug']['flip'], tf.bool)
-    hw = features['image_hw']
-    mats = [features.pop('matrix_input')] + [features.pop(f'matrix_{s}') for s in range(len(output_sizes))]
-    features['image'], coverage = resample.warp_train_sample(
-        features['image'], features.pop('input_box'), hw, mats, flip, input_size, output_sizes)
-    ignore_rle = features.pop('ignore_rle')
+    flip = tf.cast(features.pop('aug')['flip'], tf.bool)
+    features['image'] = resample.warp_train_image(features['image'], features.pop('input_box'),
+                                                  features.pop('matrix_input'), flip, input_size)
     keypoints = tf.cast(features.pop('keypoints'), tf.float64)
     for s, res in enumerate(output_sizes):
-      features[f'mask_{s}'] = resample.keep_mask(ignore_rle, hw, mats[s + 1], res, flip, coverage[s])
-      kp = tf.concat([geometry.apply_affine(keypoints[..., :2], mats[s + 1]), keypoints[..., 2:]], axis=-1)
+      kp = tf.concat([geometry.apply_affine(keypoints[..., :2], features[f'matrix_{s}']), keypoints[..., 2:]],
+                     axis=-1)
       flipped = tf.gather(kp, flip_index, axis=1)
       flipped = tf.concat([res - 1 - flipped[..., :1], flipped[..., 1:]], axis=-1)
       features[f'keypoints_{s}'] = tf.where(flip, flipped, kp)
+    features['flip'] = flip
     return features
   return op
 
