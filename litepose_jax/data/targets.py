@@ -134,7 +134,8 @@ def get_batch_targets(num_joints: int, output_sizes: Sequence[int], sigma: float
   heatmap, mask and joint ops work on B samples at a time.
 
   Reads (leading B) 'keypoints_s' [B,P,K,3] float64 (grid pixels, padded people v = 0), 'area' [B,P],
-    'ignore_rle' [B,C] (zero-padded), 'image_hw' [B,2], 'matrix_s' [B,2,3], 'flip' [B].
+    'ignore_rle' [B,C] (zero-padded), 'image_hw' [B,2], 'matrix_s' [B,2,3], 'flip' [B]
+    (transforms.get_grid_keypoints adds them).
   Adds 'heatmaps_s' [B,R,R,K] float32, 'masks_s' [B,R,R] float32, 'joints_s' [B,N,K,2] int32.
   Removes the keys it reads.
   """
@@ -154,36 +155,36 @@ def get_batch_targets(num_joints: int, output_sizes: Sequence[int], sigma: float
   return op
 
 
-def example_transform(input_size: int, keypoint_set: kp_lib.KeypointSet,
-                      decoded: bool = False) -> transforms.Op:
-  """The per-sample part: geometry → decode (crop) → affine, flip, normalise → grid keypoints (spec d.1).
-
-  Reads 'image_bytes' (or, with decoded=True, 'image' [H,W,3] uint8), 'image_hw' [2], 'ignore_rle' [C],
-  'keypoints' [P,K,3], 'area' [P], 'aug' {'scale', 'rot', 'dx', 'dy', 'flip'}.
-  Returns 'image' [I,I,3] float32 normalised and what get_batch_targets reads (unbatched).
-  """
-  sizes = output_sizes_for(input_size)
-  ops = [transforms.get_geometry(input_size, sizes),
-         transforms.get_crop_region() if decoded else transforms.get_decode_region(),
-         transforms.get_affine_flip_normalize(input_size, sizes, keypoint_set.flip_index)]
-
-  def op(features):
-    for o in ops:
-      features = o(features)
-    return features
-  return op
-
-
 def train_transform(input_size: int, keypoint_set: kp_lib.KeypointSet, sigma: float = 2.0,
                     max_people: int = 30, decoded: bool = False):
-  """(per-sample op, per-batch op): the whole training transform given the draws (spec d.1 + b).
+  """The training transform given the draws (spec d.1 + b), as a per-sample op and a per-batch op.
 
-  The pipeline maps the first over samples and the second over padded batches; make_train_example
-  runs both on a batch of one.
+  Per sample: input geometry → decode (the crop) → affine, flip, normalise of the image. Per batch (after
+  a zero-padded batch): the joints' affine + flip, then heatmaps, masks and tag joints. Only the image
+  work is per sample; everything else pays TF's per-op cost once per batch.
+
+  Per sample reads 'image_bytes' (or, with decoded=True, 'image' [H,W,3] uint8), 'image_hw' [2],
+  'ignore_rle' [C], 'keypoints' [P,K,3], 'area' [P], 'aug' {'scale', 'rot', 'dx', 'dy', 'flip'}, and
+  returns 'image' [I,I,3] float32 normalised with the other keys kept. Per batch returns 'image' and the
+  keys added by get_batch_targets.
+
+  Returns:
+    (per-sample op, per-batch op). make_train_example runs both on a batch of one.
   """
   sizes = output_sizes_for(input_size)
-  return (example_transform(input_size, keypoint_set, decoded),
-          get_batch_targets(keypoint_set.num_keypoints, sizes, sigma, max_people))
+  sample_ops = [transforms.get_input_geometry(input_size),
+                transforms.get_crop_region() if decoded else transforms.get_decode_region(),
+                transforms.get_warp_input(input_size)]
+  batch_ops = [transforms.get_grid_keypoints(sizes, keypoint_set.flip_index),
+               get_batch_targets(keypoint_set.num_keypoints, sizes, sigma, max_people)]
+
+  def chain(ops):
+    def op(features):
+      for o in ops:
+        features = o(features)
+      return features
+    return op
+  return chain(sample_ops), chain(batch_ops)
 
 
 def make_train_example(image: np.ndarray, keypoints: np.ndarray, ignore_mask: Optional[np.ndarray],
@@ -232,7 +233,7 @@ def make_train_example(image: np.ndarray, keypoints: np.ndarray, ignore_mask: Op
               'flip': tf.constant(bool(aug['flip']))},
   }
   per_sample, per_batch = train_transform(input_size, keypoint_set, sigma, max_people, decoded=True)
-  out = per_batch({k: v[None] for k, v in per_sample(features).items()})
+  out = per_batch(tf.nest.map_structure(lambda v: v[None], per_sample(features)))
   scales = range(len(output_sizes_for(input_size)))
   return {'image': out['image'][0].numpy(),
           'heatmaps': [out[f'heatmaps_{s}'][0].numpy() for s in scales],
