@@ -233,7 +233,8 @@ def rle_lookup(counts: tf.Tensor, height: tf.Tensor, xs: tf.Tensor, ys: tf.Tenso
   run = tf.searchsorted(ends, index, side='right')
   # Zero padding repeats the last end (H·W, beyond every pixel) and leaves `run` alone; an image
   # without regions has ends of 0, which the `index < total` test turns off.
-  return tf.equal(run % 2, 1) & (index < ends[:, -1:])
+  total = tf.reduce_sum(tf.cast(counts, tf.int64), axis=-1, keepdims=True)
+  return tf.equal(run % 2, 1) & (index < total)
 
 
 def keep_masks(ignore_rle: tf.Tensor, image_hw: tf.Tensor, matrix: tf.Tensor, res: int,
