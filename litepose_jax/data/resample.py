@@ -1,11 +1,12 @@
 """Bilinear resampling with cv2.warpAffine semantics (zero border), tuned for tf.data on CPU.
 
 The input pipeline is CPU-bound, and TF runs every element-wise op as its own pass over memory, with
-slow broadcasting. Measured per piece (CPU time, 448 crop): the blend of the gathered taps with
-normalisation takes ~14 ms as TF ops and ~0.7 ms as one XLA-compiled function (static shape: one compile
-per input size), so that runs under XLA; the sampling plan (coordinates, weights, indices) is faster as
-TF ops (XLA's CPU integer index code was 3x slower) and stays TF. Pixels are gathered as horizontal
-pairs (6 bytes: taps (x0, y) and (x0+1, y)): two gathers per output pixel instead of four.
+slow broadcasting and 10-40 ns per gathered index. So the training image warp (coordinates, four tap
+gathers, blend, rounding, normalisation) is one XLA program per input size and pixel-table bucket
+(`warp_train_image`), and the mask grids of a whole batch are one XLA program per batch shape, with the
+ignore regions read by binary search over their run lengths (`keep_masks`, `rle_lookup`). The general
+`warp` (test-time resize) gathers horizontal pixel pairs (6 bytes: taps (x0, y) and (x0+1, y)) as TF ops
+and blends them under XLA.
 Set LITEPOSE_DATA_XLA=0 to run everything as plain TF ops (same results up to float rounding).
 
 Coordinates are float32 (≤ 1e-4 px from exact for images up to a few thousand pixels; OpenCV itself
