@@ -1,9 +1,10 @@
 """Training targets as vectorised TF ops (spec b): heatmaps, masks and packed tag-loss joints.
 
 `make_train_example` runs the whole training transform (affine → flip → normalise → targets) eagerly on one
-image with fixed augmentation parameters; `pipeline.make_train_dataset` runs the same `train_transform`
-inside tf.data with random parameters. No per-person or per-joint Python loops: heatmaps are one
-`unsorted_segment_max` over every person's 15×15 window, tag joints one stable argsort.
+image with fixed augmentation parameters (as a batch of one); `pipeline.make_train_dataset` runs the same
+`train_transform` inside tf.data with random parameters: the image per sample, the targets per padded
+batch. No per-person or per-joint Python loops: heatmaps are one segment-max (or max-scatter) over every
+valid joint's 15×15 window in the batch, tag joints one stable argsort.
 
 Legend: I input size; R output size (I/4, I/2); P persons; K joints; N = max_people (30).
 """
