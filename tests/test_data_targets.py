@@ -205,3 +205,29 @@ def test_make_train_example_rejects_bad_arguments():
     targets.make_train_example(image, kps, np.zeros((10, 10)), aug, 64, 'crowdpose')
   with pytest.raises(ValueError):
     targets.make_train_example(image, np.zeros((1, 17, 3)), None, aug, 64, 'crowdpose')
+
+
+def test_large_heatmap_batch_matches_numpy_oracle():
+  """A batch of maps above targets._SEGMENT_MAX_BYTES takes the max-scatter path (training batches at
+  R = I/2 do); it must give the same maps as spec (b)'s per-window max, padding people included."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(7)
+  b, p, k, res = 24, 4, 17, 128
+  assert b * res * res * k * 4 > targets._SEGMENT_MAX_BYTES  # pylint: disable=protected-access
+  kps = np.zeros((b, p, k, 3))
+  kps[..., :2] = rng.uniform(-10, res + 10, (b, p, k, 2))
+  kps[:, 0, :3, :2] = rng.uniform(-0.99, 0.0, (b, 3, 2))  # int() truncates toward zero: still in the grid
+  kps[..., 2] = rng.choice([0, 1, 2], (b, p, k), p=[0.2, 0.3, 0.5])
+  kps[::3, -1] = 0.0  # zero-padded people, as padded_batch leaves them
+  ours = targets.heatmaps(tf.constant(kps), res, k).numpy()
+  g = np.exp(-((np.arange(15)[None] - 7) ** 2 + (np.arange(15)[:, None] - 7) ** 2) / 8.0)
+  want = np.zeros((b, res, res, k))
+  for i, j, q in zip(*np.nonzero(kps[..., 2] > 0)):
+    xi, yi = int(kps[i, j, q, 0]), int(kps[i, j, q, 1])
+    if not (0 <= xi < res and 0 <= yi < res):
+      continue
+    y0, y1, x0, x1 = max(0, yi - 7), min(res, yi + 8), max(0, xi - 7), min(res, xi + 8)
+    want[i, y0:y1, x0:x1, q] = np.maximum(want[i, y0:y1, x0:x1, q],
+                                          g[y0 - yi + 7:y1 - yi + 7, x0 - xi + 7:x1 - xi + 7])
+  np.testing.assert_allclose(ours, want, atol=1e-6)
+  assert (want > 0).any(axis=(1, 2)).sum() > b * k // 2  # the case is not vacuous

@@ -14,53 +14,54 @@ import tensorflow as tf
 
 
 def crop_matrix(center: tf.Tensor, scale: tf.Tensor, res: int, rot_deg: tf.Tensor) -> tf.Tensor:
-  """[2,3] float64 affine mapping image pixels to the R×R grid of a training crop (spec d.1).
+  """[...,2,3] float64 affines mapping image pixels to the R×R grid of training crops (spec d.1).
 
   The square of side 200·scale centred at `center` (x, y) fills the grid, rotated by `rot_deg` about the
   grid centre. Same composition as the authors' `_get_affine_matrix`, with the rotation skipped when it is
-  exactly 0, so that the float64 result matches theirs bit for bit.
+  exactly 0, so that the float64 result matches theirs bit for bit. One crop (center [2], scalars) or a
+  batch (center [...,2], scale and rot_deg [...]).
   """
   center = tf.cast(center, tf.float64)
   scale = tf.cast(scale, tf.float64)
   rot_deg = tf.cast(rot_deg, tf.float64)
   r = tf.constant(float(res), tf.float64)
   h = 200.0 * scale
-  zero, one = tf.constant(0.0, tf.float64), tf.constant(1.0, tf.float64)
-  t = tf.stack([tf.stack([r / h, zero, r * (-center[0] / h + 0.5)]),
-                tf.stack([zero, r / h, r * (-center[1] / h + 0.5)]),
-                tf.stack([zero, zero, one])])
+  zero, one = tf.zeros_like(h), tf.ones_like(h)
+  row = lambda *v: tf.stack(v, axis=-1)
+  t = tf.stack([row(r / h, zero, r * (-center[..., 0] / h + 0.5)),
+                row(zero, r / h, r * (-center[..., 1] / h + 0.5)),
+                row(zero, zero, one)], axis=-2)
   rad = -rot_deg * math.pi / 180.0  # negated "to match direction of rotation from cropping"
   sn, cs = tf.sin(rad), tf.cos(rad)
-  rot = tf.stack([tf.stack([cs, -sn, zero]), tf.stack([sn, cs, zero]), tf.stack([zero, zero, one])])
+  rot = tf.stack([row(cs, -sn, zero), row(sn, cs, zero), row(zero, zero, one)], axis=-2)
   shift = tf.constant([[1.0, 0.0, -res / 2], [0.0, 1.0, -res / 2], [0.0, 0.0, 1.0]], tf.float64)
   unshift = tf.constant([[1.0, 0.0, res / 2], [0.0, 1.0, res / 2], [0.0, 0.0, 1.0]], tf.float64)
   rotated = tf.matmul(unshift, tf.matmul(rot, tf.matmul(shift, t)))
-  return tf.where(tf.equal(rot_deg, 0.0), t, rotated)[:2]
+  return tf.where(tf.equal(rot_deg, 0.0)[..., None, None], t, rotated)[..., :2, :]
 
 
-def train_matrices(height, width, aug: dict, input_size: int, output_sizes) -> list:
-  """The authors' RandomAffineTransform matrices for the input and each output grid (spec d.1).
+def train_matrices(height, width, aug: dict, sizes) -> list:
+  """The authors' RandomAffineTransform matrices for grids of the given sizes (spec d.1).
 
   Args:
-    height: image H.
+    height: image H ([...] for a batch).
     width: image W.
-    aug: {'scale': aug_scale, 'rot': degrees, 'dx', 'dy': pixels}.
-    input_size: I.
-    output_sizes: (R_0, R_1, ...).
+    aug: {'scale': aug_scale, 'rot': degrees, 'dx', 'dy': pixels}, each [...].
+    sizes: grid sizes, e.g. (I,) or (R_0, R_1).
 
   Returns:
-    [matrix for I, matrix for R_0, ...], each [2,3] float64 image → grid pixels.
+    one [...,2,3] float64 image → grid matrix per size.
   """
   h = tf.cast(height, tf.float64)
   w = tf.cast(width, tf.float64)
   scale = tf.minimum(h, w) / 200.0 * tf.cast(aug['scale'], tf.float64)
-  center = tf.stack([w / 2 + tf.cast(aug['dx'], tf.float64), h / 2 + tf.cast(aug['dy'], tf.float64)])
-  return [crop_matrix(center, scale, res, aug['rot']) for res in (input_size, *output_sizes)]
+  center = tf.stack([w / 2 + tf.cast(aug['dx'], tf.float64), h / 2 + tf.cast(aug['dy'], tf.float64)], -1)
+  return [crop_matrix(center, scale, res, aug['rot']) for res in sizes]
 
 
 def apply_affine(points: tf.Tensor, matrix: tf.Tensor) -> tf.Tensor:
-  """[...,2] float64 points through a [2,3] affine."""
-  return tf.einsum('...j,ij->...i', points, matrix[:, :2]) + matrix[:, 2]
+  """[B,P,K,2] float64 points through per-sample [B,2,3] affines."""
+  return tf.einsum('bpkj,bij->bpki', points, matrix[:, :, :2]) + matrix[:, None, None, :, 2]
 
 
 def source_box(matrix: tf.Tensor, out_h, out_w, height, width) -> tf.Tensor:

@@ -3,7 +3,7 @@
 The authors mask out the union of the segmentations of crowd annotations and of non-crowd annotations with
 num_keypoints == 0 (COCO only). We rasterise that union with pycocotools when records are built and store it
 as *uncompressed* column-major RLE counts (int32): a few hundred numbers per image instead of an H×W array,
-and `transforms.rle_lookup` reads them by binary search inside tf.data, without building the H×W mask.
+and `resample.rle_lookup` reads them by binary search inside tf.data, without building the H×W mask.
 Images without ignore regions store an empty array.
 """
 

@@ -1,7 +1,8 @@
 """tf.data input pipelines: training batches with the authors' targets, and ordered evaluation batches.
 
-Training (spec b, d.1): epochs of shuffled records → map(read, decode, random affine, flip, normalise,
-targets; parallel, vectorised TF) → batch(drop_remainder) → prefetch.
+Training (spec b, d.1): epochs of shuffled records → map(read, decode, random affine, flip, normalise;
+parallel) → padded batch(drop_remainder) → map(targets: heatmaps, masks, tag joints of the whole batch) →
+prefetch. Targets run per batch because TF's per-op cost is then paid once per batch, not per sample.
 
 Resuming is exact. Sample number j of a process (j = step · per-process batch + slot) is a pure function
 of (config.seed, process_index, j): its record is position j mod N of epoch j div N, whose order is a
@@ -32,6 +33,7 @@ from litepose_jax.data import targets
 from litepose_jax.data import transforms
 
 _FOREVER = 2**62
+_TRAIN_KEYS = ('image', 'heatmaps_0', 'heatmaps_1', 'masks_0', 'masks_1', 'joints_0', 'joints_1')
 
 
 def _input_size(config) -> int:
@@ -90,17 +92,17 @@ def sample_augmentation(seed: tf.Tensor, height: tf.Tensor, width: tf.Tensor, co
   return {'scale': aug_scale, 'rot': rot, 'dx': shift[0], 'dy': shift[1], 'flip': flip}
 
 
-def _train_example_fn(config, process_index: int):
-  """(sample number j, record) → one training example (the batch keys, unbatched)."""
+def _train_fns(config, process_index: int):
+  """((sample number j, record) → one sample's image and target inputs, batch → batch of the final keys)."""
   keypoint_set = kp_lib.get(config.dataset.keypoints)
   size = _input_size(config)
   max_people = int(config.input.get('max_people', 30))
-  transform = targets.train_transform(size, keypoint_set, float(config.input.sigma), max_people)
+  per_sample, per_batch = targets.train_transform(size, keypoint_set, float(config.input.sigma), max_people)
   base_seed = tf.constant([int(config.seed), process_index], tf.int64)
 
   # No autograph: the code has no Python control flow on tensors, and converting it took ~10 s of tracing.
   @tf.autograph.experimental.do_not_convert
-  def fn(j, record):
+  def sample_fn(j, record):
     data = _read_image(record)
     hw = transforms.image_hw(data)
     # The authors' person filter (spec b): crowd annotations without keypoints are not people.
@@ -110,10 +112,14 @@ def _train_example_fn(config, process_index: int):
                 'keypoints': tf.boolean_mask(record['keypoints'], used),
                 'area': tf.boolean_mask(record['area'], used),
                 'aug': sample_augmentation(seed, hw[0], hw[1], config)}
-    out = transform(features)
-    return {k: out[k] for k in ('image', 'heatmaps_0', 'heatmaps_1', 'masks_0', 'masks_1', 'joints_0',
-                                'joints_1')}
-  return fn
+    return per_sample(features)
+
+  @tf.autograph.experimental.do_not_convert
+  def batch_fn(batch):
+    out = per_batch(batch)
+    return {k: out[k] for k in _TRAIN_KEYS}
+
+  return sample_fn, batch_fn
 
 
 def make_train_dataset(config, *, process_index: int = 0, process_count: int = 1, start_step: int = 0,
@@ -156,12 +162,16 @@ def make_train_dataset(config, *, process_index: int = 0, process_count: int = 1
   records = tf.data.Dataset.range(start_epoch, last_epoch).flat_map(epoch)
   ds = tf.data.Dataset.zip(tf.data.Dataset.range(start, _FOREVER), records)
   threads = tf_threads(config)
-  ds = ds.map(_train_example_fn(config, process_index), num_parallel_calls=threads, deterministic=True)
+  sample_fn, batch_fn = _train_fns(config, process_index)
+  ds = ds.map(sample_fn, num_parallel_calls=threads, deterministic=True)
   if config.dataset.get('skip_bad_samples', False):
     # Last line of defence for files that passed the load-time checks but still fail to decode: drop the
     # sample (TF logs a warning naming the error) instead of ending the epoch.
     ds = ds.ignore_errors(log_warning=True)
-  ds = ds.batch(batch, drop_remainder=True).prefetch(2)
+  # Variable-length fields (people, ignore-region runs) are zero-padded to the batch maximum; the target
+  # ops treat zero padding as absent (targets.get_batch_targets).
+  ds = ds.padded_batch(batch, drop_remainder=True)
+  ds = ds.map(batch_fn, num_parallel_calls=threads, deterministic=True).prefetch(2)
   return ds.with_options(_options(threads))
 
 

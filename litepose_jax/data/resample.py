@@ -1,11 +1,12 @@
 """Bilinear resampling with cv2.warpAffine semantics (zero border), tuned for tf.data on CPU.
 
 The input pipeline is CPU-bound, and TF runs every element-wise op as its own pass over memory, with
-slow broadcasting. Measured per piece (CPU time, 448 crop): the blend of the gathered taps with
-normalisation takes ~14 ms as TF ops and ~0.7 ms as one XLA-compiled function (static shape: one compile
-per input size), so that runs under XLA; the sampling plan (coordinates, weights, indices) is faster as
-TF ops (XLA's CPU integer index code was 3x slower) and stays TF. Pixels are gathered as horizontal
-pairs (6 bytes: taps (x0, y) and (x0+1, y)): two gathers per output pixel instead of four.
+slow broadcasting and 10-40 ns per gathered index. So the training image warp (coordinates, four tap
+gathers, blend, rounding, normalisation) is one XLA program per input size and pixel-table bucket
+(`warp_train_image`), and the mask grids of a whole batch are one XLA program per batch shape, with the
+ignore regions read by binary search over their run lengths (`keep_masks`, `rle_lookup`). The general
+`warp` (test-time resize) gathers horizontal pixel pairs (6 bytes: taps (x0, y) and (x0+1, y)) as TF ops
+and blends them under XLA.
 Set LITEPOSE_DATA_XLA=0 to run everything as plain TF ops (same results up to float rounding).
 
 Coordinates are float32 (≤ 1e-4 px from exact for images up to a few thousand pixels; OpenCV itself
@@ -15,6 +16,7 @@ quantises them to 1/32 px). Legend: H, W source size; h, w output grid; N = h·w
 from __future__ import annotations
 
 import functools
+import math
 import os
 from typing import Sequence
 
@@ -26,22 +28,28 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _coordinates(matrix, offset_xy, out_h, out_w, flip):
-  """Sampling positions matrix⁻¹·(x, y) of the output grid, minus offset_xy: (sx, sy) [N] float32.
+  """Sampling positions matrix⁻¹·(x, y) of the output grid, minus offset_xy: (sx, sy) [..., h·w] float32.
 
-  Affine maps are separable into a column term and a row term, so only one broadcast add per axis runs
-  over the whole grid. `flip` reverses the output columns (the authors' flip of the warped image).
+  Works on one matrix ([2,3], offset [2], flip scalar) or a batch ([...,2,3], [...,2], [...]); the
+  float operations per element are the same either way. Affine maps are separable into a column term and a
+  row term, so only one broadcast add per axis runs over the whole grid. `flip` reverses the output
+  columns (the authors' flip of the warped image).
   """
   m = tf.cast(matrix, tf.float64)
-  inv = tf.linalg.inv(tf.concat([m, tf.constant([[0.0, 0.0, 1.0]], tf.float64)], 0))[:2]
+  lead = tf.shape(m)[:-2]
+  bottom = tf.broadcast_to(tf.constant([0.0, 0.0, 1.0], tf.float64), tf.concat([lead, [1, 3]], 0))
+  inv = tf.linalg.inv(tf.concat([m, bottom], -2))
   cols = tf.range(out_w, dtype=tf.float64)
-  cols = tf.where(tf.cast(flip, tf.bool), tf.cast(out_w - 1, tf.float64) - cols, cols)
+  cols = tf.where(tf.cast(flip, tf.bool)[..., None], tf.cast(out_w - 1, tf.float64) - cols, cols)
   rows = tf.range(out_h, dtype=tf.float64)
   off = tf.cast(offset_xy, tf.float64)
-  sx = (tf.cast(inv[0, 0] * cols, tf.float32)[None, :]
-        + tf.cast(inv[0, 1] * rows + (inv[0, 2] - off[0]), tf.float32)[:, None])
-  sy = (tf.cast(inv[1, 0] * cols, tf.float32)[None, :]
-        + tf.cast(inv[1, 1] * rows + (inv[1, 2] - off[1]), tf.float32)[:, None])
-  return tf.reshape(sx, [-1]), tf.reshape(sy, [-1])
+  c = lambda i, j: inv[..., i, j, None]  # [...,1]
+  sx = (tf.cast(c(0, 0) * cols, tf.float32)[..., None, :]
+        + tf.cast(c(0, 1) * rows + (c(0, 2) - off[..., 0, None]), tf.float32)[..., :, None])
+  sy = (tf.cast(c(1, 0) * cols, tf.float32)[..., None, :]
+        + tf.cast(c(1, 1) * rows + (c(1, 2) - off[..., 1, None]), tf.float32)[..., :, None])
+  flat = tf.concat([lead, [-1]], 0)
+  return tf.reshape(sx, flat), tf.reshape(sy, flat)
 
 
 def _axis_taps(s, n):
@@ -66,30 +74,6 @@ def _pair_index(x0, y, width, pairs_even):
   return tf.bitwise.right_shift(q, 1) + tf.bitwise.bitwise_and(q, 1) * pairs_even
 
 
-def _plan(matrices, offset_xy, region_hw, image_hw, flip, input_size: int, output_sizes: tuple):
-  """Everything per-pixel a training sample needs except the pixel reads.
-
-  Returns:
-    (rows [2,N] int32 pair-table rows for source rows y0 and y0+1, wx [2,N], wy [2,N] float32 tap weights,
-     then one [R_s·R_s] float32 coverage per output size: the all-ones mask warped, for images without
-     ignore regions).
-  """
-  h, w = region_hw[0], region_hw[1]
-  sx, sy = _coordinates(matrices[0], offset_xy, input_size, input_size, flip)
-  x0, wx0, wx1 = _axis_taps(sx, w)
-  y0, wy0, wy1 = _axis_taps(sy, h)
-  x0 = tf.clip_by_value(x0, -1, w - 1)
-  pairs_even = (h * w + 2) // 2
-  rows = tf.stack([_pair_index(x0, tf.clip_by_value(y0 + d, 0, h - 1), w, pairs_even) for d in (0, 1)])
-  out = [rows, tf.stack([wx0, wx1]), tf.stack([wy0, wy1])]
-  for mat, res in zip(matrices[1:], output_sizes):
-    mx, my = _coordinates(mat, tf.zeros([2]), res, res, flip)
-    _, ax0, ax1 = _axis_taps(mx, image_hw[1])
-    _, ay0, ay1 = _axis_taps(my, image_hw[0])
-    out.append((ax0 + ax1) * (ay0 + ay1))
-  return tuple(out)
-
-
 def _blend(pairs0, pairs1, wx, wy, normalize: bool):
   """Bilinear blend of the gathered pairs ([N,6] each), rounded to grey levels like a uint8 warp.
 
@@ -103,14 +87,6 @@ def _blend(pairs0, pairs1, wx, wy, normalize: bool):
   if normalize:
     out = (out / 255.0 - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
   return out
-
-
-def _nearest_pixels(matrix, image_hw, flip, res):
-  """The image pixel nearest to each mask-grid sample (x, y) [R²] int32 (clamped into the image)."""
-  sx, sy = _coordinates(matrix, tf.zeros([2]), res, res, flip)
-  xs = tf.cast(tf.floor(tf.clip_by_value(sx + 0.5, 0.0, tf.cast(image_hw[1] - 1, tf.float32))), tf.int32)
-  ys = tf.cast(tf.floor(tf.clip_by_value(sy + 0.5, 0.0, tf.cast(image_hw[0] - 1, tf.float32))), tf.int32)
-  return xs, ys
 
 
 @functools.lru_cache(maxsize=None)
@@ -140,32 +116,76 @@ def _pair_table(region: tf.Tensor) -> tf.Tensor:
   return tf.concat([even, odd], 0)
 
 
-def warp_train_sample(region: tf.Tensor, offset, image_hw, matrices: Sequence[tf.Tensor], flip,
-                      input_size: int, output_sizes: Sequence[int]):
-  """The image input and the no-ignore-region masks of one training sample.
+def _bucket_length(n):
+  """The power of two ≥ n (at least 2^14): static table sizes, so XLA compiles once per bucket.
+
+  Each compile costs ~0.6 s of CPU; a factor-2 series keeps their number small (COCO's 640×480 images
+  use 2-3 buckets) at the price of padding copies of at most the region's size (~0.1 ms).
+  """
+  k = tf.math.ceil(tf.math.log(tf.cast(tf.maximum(n, 1), tf.float64)) / math.log(2.0))
+  return tf.bitwise.left_shift(1, tf.maximum(tf.cast(k, tf.int32), 14))
+
+
+def _warp_image(table, matrix, offset_xy, region_hw, flip, input_size: int):
+  """The input image of a training sample from the pixel table of its region (compiled by XLA).
 
   Args:
-    region: [h,w,3] uint8, the part of the image at `offset` that the input warp reads.
-    offset: [y0, x0, ...] int32 position of the region in the image.
-    image_hw: [2] int32 full image (H, W).
-    matrices: [matrix for I, matrix for R_0, ...], each [2,3] image → grid pixels.
-    flip: scalar bool, reverse the output columns.
-    input_size: I.
-    output_sizes: (R_0, ...).
+    table: [L,3] uint8, the region's pixels row-major, zero-padded to a bucket length L ≥ h·w.
+    matrix: [2,3] image → input-grid affine.
+    offset_xy: [2] float32 region position (x0, y0) in the image.
+    region_hw: [2] int32 (h, w).
+    flip: scalar bool.
+    input_size: I (static).
 
   Returns:
-    (image [I,I,3] float32 ImageNet-normalised, [coverage [R_s,R_s] float32 per output size]).
+    [I,I,3] float32 ImageNet-normalised, the warp rounded to grey levels.
+  """
+  h, w = region_hw[0], region_hw[1]
+  sx, sy = _coordinates(matrix, offset_xy, input_size, input_size, flip)
+  x0, wx0, wx1 = _axis_taps(sx, w)
+  y0, wy0, wy1 = _axis_taps(sy, h)
+  # Out-of-region taps have weight 0: clamping their indices keeps every read inside the table.
+  xa = tf.clip_by_value(x0, 0, w - 1)
+  xb = tf.clip_by_value(x0 + 1, 0, w - 1)
+  ya = tf.clip_by_value(y0, 0, h - 1) * w
+  yb = tf.clip_by_value(y0 + 1, 0, h - 1) * w
+
+  def tap(index):
+    return tf.cast(tf.gather(table, index), tf.float32)
+
+  col = lambda v: v[:, None]
+  top = col(wx0) * tap(ya + xa) + col(wx1) * tap(ya + xb)
+  bottom = col(wx0) * tap(yb + xa) + col(wx1) * tap(yb + xb)
+  out = tf.clip_by_value(tf.round(col(wy0) * top + col(wy1) * bottom), 0.0, 255.0)
+  out = (out / 255.0 - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
+  return tf.reshape(out, [input_size, input_size, 3])
+
+
+def warp_train_image(region: tf.Tensor, offset, matrix: tf.Tensor, flip, input_size: int) -> tf.Tensor:
+  """The network input of one training sample: its image region warped, flipped and normalised.
+
+  The region's pixels are padded into a table of a bucketed length (one copy of the decoded region) so
+  that one XLA program per bucket does the whole warp: coordinates, four gathers, blend, rounding and
+  normalisation in one pass. The same work as TF ops measured ~3x slower (each op its own pass over
+  memory, and TF's gather costs 10-40 ns per index).
+
+  Args:
+    region: [h,w,3] uint8, the part of the image at `offset` that the warp reads.
+    offset: [y0, x0, ...] int32 position of the region in the image.
+    matrix: [2,3] image → input-grid affine.
+    flip: scalar bool, reverse the output columns.
+    input_size: I.
+
+  Returns:
+    [I,I,3] float32 ImageNet-normalised RGB.
   """
   offset_xy = tf.cast(tf.stack([offset[1], offset[0]]), tf.float32)
   region_hw = tf.shape(region)[:2]
-  # The plan stays plain TF: XLA's CPU code for its integer index arithmetic measured 3x slower.
-  planned = _plan(list(matrices), offset_xy, region_hw, tf.cast(image_hw, tf.int32), flip, input_size,
-                  tuple(output_sizes))
-  rows, wx, wy = planned[:3]
-  table = _pair_table(region)
-  image = _call(_blend, {'normalize': True}, tf.gather(table, rows[0]), tf.gather(table, rows[1]), wx, wy)
-  coverage = [tf.reshape(c, [r, r]) for c, r in zip(planned[3:], output_sizes)]
-  return tf.reshape(image, [input_size, input_size, 3]), coverage
+  n = region_hw[0] * region_hw[1]
+  # Padding the flat bytes is a plain copy; padding the [n,3] view runs ~6x slower in TF.
+  flat = tf.concat([tf.reshape(region, [-1]), tf.zeros([3 * (_bucket_length(n) - n)], tf.uint8)], 0)
+  return _call(_warp_image, {'input_size': input_size}, tf.reshape(flat, [-1, 3]), matrix, offset_xy,
+               region_hw, tf.cast(flip, tf.bool))
 
 
 def warp(image: tf.Tensor, matrix: tf.Tensor, out_hw: Sequence, normalize: bool = False) -> tf.Tensor:
@@ -194,50 +214,68 @@ def warp(image: tf.Tensor, matrix: tf.Tensor, out_hw: Sequence, normalize: bool 
   return tf.reshape(out, tf.stack([out_hw[0], out_hw[1], 3]))
 
 
-def rle_lookup(counts: tf.Tensor, height, xs: tf.Tensor, ys: tf.Tensor) -> tf.Tensor:
-  """Whether pixels (xs, ys) lie inside a region given as column-major run lengths.
+def rle_lookup(counts: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
+  """Whether pixels of each image lie inside its region given as column-major run lengths.
 
   A binary search over the run ends: no H×W mask is ever built.
 
   Args:
-    counts: [C] run lengths (0-runs and 1-runs alternating, starting with 0s); C = 0: empty region.
-    height: H (column-major index = x·H + y).
-    xs: int32 x of in-image pixels, any shape.
-    ys: int32 y, same shape.
+    counts: [B,C] int32 run lengths (0-runs and 1-runs alternating, starting with 0s) covering the H·W
+      pixels, zero-padded at the end (all zeros: no region).
+    index: [B,N] int32 column-major pixel indices x·H + y (in the image).
 
   Returns:
-    bool, the shape of xs.
+    [B,N] bool.
   """
-  ends = tf.cumsum(tf.cast(counts, tf.int64))
-  index = tf.cast(xs, tf.int64) * tf.cast(height, tf.int64) + tf.cast(ys, tf.int64)
-  run = tf.searchsorted(ends[None], tf.reshape(index, [1, -1]), side='right')
-  return tf.reshape(tf.equal(run % 2, 1), tf.shape(xs))
+  ends = tf.cumsum(counts, axis=-1)
+  run = tf.searchsorted(ends, index, side='right')
+  # Zero padding repeats the last end (H·W, beyond every pixel) and leaves `run` alone; an image
+  # without regions has ends of 0, which the `index < total` test turns off.
+  total = tf.reduce_sum(counts, axis=-1, keepdims=True)
+  return tf.equal(run % 2, 1) & (index < total)
 
 
-def keep_mask(ignore_rle: tf.Tensor, image_hw, matrix: tf.Tensor, res: int, flip, coverage: tf.Tensor):
-  """The authors' mask target: (1 − ignore) warped to R×R (zero border), flipped, thresholded > 0.5.
+def _mask_grid(matrix, image_hw, flip, res: int):
+  """Per mask-grid pixel: inside the warped image (bilinear coverage > 0.5), and the nearest pixel.
 
-  The image border part is exact (`coverage`, the bilinear warp of the all-ones mask). Inside the image,
-  ignore regions are read at the nearest pixel: thresholding a bilinear sample of a binary mask at 0.5 is
-  the nearest-pixel value except next to region corners, and one lookup per grid pixel is 4x cheaper
-  than four (the fixtures differ from the authors' masks on ≤ 0.2% of pixels, all on region edges).
+  The coverage of an axis is the weight of the bilinear taps that land inside [0, n): min(s + 1, n − s)
+  clipped to [0, 1], the same float32 values as summing the two tap weights of `_axis_taps`.
+
+  Returns:
+    (inside [B,R²] bool, column-major index x·H + y [B,R²] int32 of the nearest in-image pixel).
+  """
+  sx, sy = _coordinates(matrix, tf.zeros(tf.shape(image_hw), tf.float32), res, res, flip)  # [B,R²]
+  hw = tf.cast(image_hw, tf.float32)
+  h, w = hw[:, :1], hw[:, 1:]
+  cover = lambda s, n: tf.clip_by_value(tf.minimum(s + 1.0, n - s), 0.0, 1.0)
+  inside = cover(sx, w) * cover(sy, h) > 0.5
+  xs = tf.cast(tf.floor(tf.clip_by_value(sx + 0.5, 0.0, w - 1.0)), tf.int32)
+  ys = tf.cast(tf.floor(tf.clip_by_value(sy + 0.5, 0.0, h - 1.0)), tf.int32)
+  return inside, xs * tf.cast(image_hw[:, :1], tf.int32) + ys
+
+
+def keep_masks(ignore_rle: tf.Tensor, image_hw: tf.Tensor, matrix: tf.Tensor, res: int,
+               flip: tf.Tensor) -> tf.Tensor:
+  """The authors' mask targets for a batch: (1 − ignore) warped to R×R (zero border), flipped, > 0.5.
+
+  The image border part is exact: the bilinear warp of the all-ones mask (its coverage) > 0.5. Inside the
+  image, ignore regions are read at the nearest pixel: thresholding a bilinear sample of a binary mask
+  at 0.5 is the nearest-pixel value except next to region corners, and one lookup per grid pixel is 4x
+  cheaper than four (the fixtures differ from the authors' masks on ≤ 0.2% of pixels, all on region
+  edges). The per-pixel arithmetic is one XLA program per batch shape.
 
   Args:
-    ignore_rle: [C] column-major run lengths of the ignored pixels (records.py); C = 0: none.
-    image_hw: [2] image (H, W).
-    matrix: [2,3] image → grid affine.
+    ignore_rle: [B,C] column-major run lengths of the ignored pixels (records.py), zero-padded; C = 0:
+      no regions in the batch.
+    image_hw: [B,2] image (H, W).
+    matrix: [B,2,3] image → grid affines.
     res: R.
-    flip: scalar bool, reverse the columns.
-    coverage: [R,R] the all-ones warp from warp_train_sample.
+    flip: [B] bool, reverse the columns.
 
   Returns:
-    [R,R] float32 in {0, 1}, 1 = use.
+    [B,R,R] float32 in {0, 1}, 1 = use.
   """
-  inside = coverage > 0.5
-
-  def with_regions():
-    xs, ys = _nearest_pixels(matrix, tf.cast(image_hw, tf.int32), flip, res)
-    ignored = rle_lookup(ignore_rle, image_hw[0], xs, ys)
-    return inside & ~tf.reshape(ignored, [res, res])
-
-  return tf.cast(tf.cond(tf.size(ignore_rle) > 0, with_regions, lambda: inside), tf.float32)
+  inside, index = _call(_mask_grid, {'res': res}, matrix, tf.cast(image_hw, tf.int32), tf.cast(flip, tf.bool))
+  keep = tf.cond(tf.size(ignore_rle) > 0,
+                 lambda: inside & ~rle_lookup(tf.cast(ignore_rle, tf.int32), index), lambda: inside)
+  return tf.reshape(tf.cast(keep, tf.float32), [-1, res, res])

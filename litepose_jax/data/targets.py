@@ -1,9 +1,10 @@
 """Training targets as vectorised TF ops (spec b): heatmaps, masks and packed tag-loss joints.
 
 `make_train_example` runs the whole training transform (affine → flip → normalise → targets) eagerly on one
-image with fixed augmentation parameters; `pipeline.make_train_dataset` runs the same `train_transform`
-inside tf.data with random parameters. No per-person or per-joint Python loops: heatmaps are one
-`unsorted_segment_max` over every person's 15×15 window, tag joints one stable argsort.
+image with fixed augmentation parameters (as a batch of one); `pipeline.make_train_dataset` runs the same
+`train_transform` inside tf.data with random parameters: the image per sample, the targets per padded
+batch. No per-person or per-joint Python loops: heatmaps are one segment-max (or max-scatter) over every
+valid joint's 15×15 window in the batch, tag joints one stable argsort.
 
 Legend: I input size; R output size (I/4, I/2); P persons; K joints; N = max_people (30).
 """
@@ -18,7 +19,12 @@ import tensorflow as tf
 
 from litepose_jax import keypoints as kp_lib
 from litepose_jax.data import ignore_regions
+from litepose_jax.data import resample
 from litepose_jax.data import transforms
+
+
+# Batches of heatmaps larger than this are max-scattered instead of segment-maxed (see heatmaps).
+_SEGMENT_MAX_BYTES = 24 * 2**20
 
 
 def output_sizes_for(input_size: int) -> tuple[int, int]:
@@ -30,7 +36,7 @@ def _grid_positions(keypoints: tf.Tensor, res: int):
   """int() of the grid coordinates and the authors' validity test (v > 0 and inside the R×R grid).
 
   Returns:
-    (xy [P,K,2] int32 truncated toward zero, valid [P,K] bool).
+    (xy [...,K,2] int32 truncated toward zero, valid [...,K] bool) for keypoints [...,K,3].
   """
   # Clip first: casting huge or far-out values to int32 is undefined, and anything clipped stays outside.
   xy = tf.cast(tf.clip_by_value(keypoints[..., :2], -2.0, res + 2.0), tf.int32)
@@ -39,16 +45,16 @@ def _grid_positions(keypoints: tf.Tensor, res: int):
 
 
 def heatmaps(keypoints: tf.Tensor, res: int, num_joints: int, sigma: float = 2.0) -> tf.Tensor:
-  """The authors' HeatmapGenerator: max over people of unnormalised Gaussians at int() positions.
+  """The authors' HeatmapGenerator for a batch: max over people of unnormalised Gaussians at int() positions.
 
   Args:
-    keypoints: [P,K,3] float64 (x, y, v) in grid pixels.
+    keypoints: [B,P,K,3] float64 (x, y, v) in grid pixels (padded people have v = 0).
     res: R.
     num_joints: K.
     sigma: Gaussian sigma in grid pixels (window size 6σ+3, centre 3σ+1, as the authors).
 
   Returns:
-    [R,R,K] float32.
+    [B,R,R,K] float32.
   """
   size = 6 * sigma + 3
   n = int(math.ceil(size))
@@ -56,111 +62,143 @@ def heatmaps(keypoints: tf.Tensor, res: int, num_joints: int, sigma: float = 2.0
   j = np.arange(n, dtype=np.float64)
   gauss = tf.constant(np.exp(-((j[None, :] - centre) ** 2 + (j[:, None] - centre) ** 2)
                              / (2 * sigma ** 2)).astype(np.float32))  # [n(y), n(x)], float64 → float32
+  batch = tf.shape(keypoints)[0]
   xy, valid = _grid_positions(keypoints, res)
+  # Only the V valid (sample, person, joint) triples get a window: most slots of a padded batch are empty.
+  where = tf.where(valid)  # [V,3] (b, p, k)
+  xy = tf.gather_nd(xy, where)  # [V,2]
   xy64 = tf.cast(xy, tf.float64)
   # Same window bounds as the authors (np.round is round-half-even, like tf.round).
-  ul = tf.cast(tf.round(xy64 - 3 * sigma - 1), tf.int32)  # [P,K,2]
+  ul = tf.cast(tf.round(xy64 - 3 * sigma - 1), tf.int32)  # [V,2]
   br = tf.minimum(tf.cast(tf.round(xy64 + 3 * sigma + 2), tf.int32), res)
-  pos = ul[..., None] + tf.range(n)[None, None, None, :]  # [P,K,2,n] pixel of window index
+  pos = ul[..., None] + tf.range(n)  # [V,2,n] pixel of window index
   ok = (pos >= 0) & (pos < br[..., None])
-  ok_xy = ok[:, :, 1, :, None] & ok[:, :, 0, None, :] & valid[:, :, None, None]  # [P,K,n,n]
-  # One segment-max over every window pixel of every (person, joint); pixels outside the grid or of
-  # invalid joints get segment id -1, which unsorted_segment_max drops. (tensor_scatter_nd_max does the
-  # same job about 5x slower on CPU.)
-  shape = tf.shape(ok_xy)
-  py = tf.broadcast_to(pos[:, :, 1, :, None], shape)
-  px = tf.broadcast_to(pos[:, :, 0, None, :], shape)
-  kk = tf.broadcast_to(tf.range(num_joints)[None, :, None, None], shape)
-  ids = tf.where(ok_xy, (py * res + px) * num_joints + kk, -1)
-  values = tf.broadcast_to(gauss, shape)
-  maps = tf.math.unsorted_segment_max(tf.reshape(values, [-1]), tf.reshape(ids, [-1]),
-                                      res * res * num_joints)
+  ok_xy = ok[:, 1, :, None] & ok[:, 0, None, :]  # [V,n,n]
+  base = (tf.cast(where[:, 0], tf.int32) * res * res) * num_joints + tf.cast(where[:, 2], tf.int32)  # [V]
+  ids = (pos[:, 1, :, None] * res + pos[:, 0, None, :]) * num_joints + base[:, None, None]  # [V,n,n]
+  total = batch * res * res * num_joints
+  static_batch = keypoints.shape[0]
+  if static_batch is not None and static_batch * res * res * num_joints * 4 > _SEGMENT_MAX_BYTES:
+    # Large batches of maps: unsorted_segment_max's output above glibc's 32 MiB mmap threshold measured
+    # 10x slower here (42 ms for a 16×224²×17 batch); max-scattering into zeros costs ~45 ns per update
+    # but no second pass over the maps.
+    inside = tf.where(ok_xy)  # [M,3] (window, dy, dx)
+    flat = tf.tensor_scatter_nd_max(tf.zeros([total]), tf.gather_nd(ids, inside)[:, None],
+                                    tf.gather_nd(gauss, inside[:, 1:]))
+    return tf.reshape(flat, [batch, res, res, num_joints])
+  # One segment-max over every window pixel; pixels outside the grid get segment id -1, which
+  # unsorted_segment_max drops.
+  ids = tf.where(ok_xy, ids, -1)
+  values = tf.broadcast_to(gauss, tf.shape(ids))
+  maps = tf.math.unsorted_segment_max(tf.reshape(values, [-1]), tf.reshape(ids, [-1]), total)
   # Empty segments come back as the lowest float: no Gaussian there means 0.
-  return tf.reshape(tf.maximum(maps, 0.0), [res, res, num_joints])
+  return tf.reshape(tf.maximum(maps, 0.0), [batch, res, res, num_joints])
 
 
 def select_people(keypoints: tf.Tensor, area: tf.Tensor, max_people: int) -> tf.Tensor:
-  """Indices of the people that get tag-loss slots, in annotation order.
+  """Per sample, indices of the people that get tag-loss slots, in annotation order.
 
   The authors' code fails with more than N people; we keep the N largest by area, preferring people with
-  at least one labelled joint (a person without joints only occupies an empty slot).
+  at least one labelled joint (a person without joints only occupies an empty slot). Padding people (no
+  joints, area 0, last) are only picked when slots are left, where they fill empty slots like the
+  padding they replace.
 
   Args:
-    keypoints: [P,K,3] (v in [..., 2]).
-    area: [P] annotation areas.
+    keypoints: [B,P,K,3] (v in [..., 2]).
+    area: [B,P] annotation areas.
     max_people: N.
 
   Returns:
-    [min(P,N)] int32, ascending.
+    [B,min(P,N)] int32, ascending per sample.
   """
   has_joints = tf.reduce_any(keypoints[..., 2] > 0, axis=-1)
-  by_area = tf.argsort(-tf.cast(area, tf.float32), stable=True)
-  order = tf.gather(by_area, tf.argsort(tf.cast(~tf.gather(has_joints, by_area), tf.int32), stable=True))
-  return tf.sort(order[:max_people])
+  by_area = tf.argsort(-tf.cast(area, tf.float32), axis=-1, stable=True)
+  without = tf.cast(~tf.gather(has_joints, by_area, batch_dims=1), tf.int32)
+  order = tf.gather(by_area, tf.argsort(without, axis=-1, stable=True), batch_dims=1)
+  return tf.sort(order[:, :max_people], axis=-1)
 
 
 def tag_joints(keypoints: tf.Tensor, people: tf.Tensor, res: int, max_people: int) -> tf.Tensor:
-  """The authors' JointsGenerator: per person, valid joints packed into the first slots.
+  """The authors' JointsGenerator for a batch: per person, valid joints packed into the first slots.
 
   Args:
-    keypoints: [P,K,3] float64 in grid pixels.
-    people: [M] indices of the people to pack (M ≤ N), from select_people.
+    keypoints: [B,P,K,3] float64 in grid pixels.
+    people: [B,M] indices of the people to pack (M ≤ N), from select_people.
     res: R.
     max_people: N.
 
   Returns:
-    [N,K,2] int32; entry (k·R² + y·R + x, 1) for valid joints, (0, 0) for unused slots.
+    [B,N,K,2] int32; entry (k·R² + y·R + x, 1) for valid joints, (0, 0) for unused slots.
   """
-  xy, valid = _grid_positions(tf.gather(keypoints, people), res)
-  num_joints = tf.shape(xy)[1]
-  flat = tf.range(num_joints)[None, :] * res * res + xy[..., 1] * res + xy[..., 0]
-  order = tf.argsort(tf.cast(~valid, tf.int32), axis=1, stable=True)  # valid joints first, in joint order
-  flat = tf.gather(flat, order, batch_dims=1)
-  valid = tf.gather(valid, order, batch_dims=1)
+  xy, valid = _grid_positions(tf.gather(keypoints, people, batch_dims=1), res)  # [B,M,K,2], [B,M,K]
+  num_joints = tf.shape(xy)[2]
+  flat = tf.range(num_joints) * res * res + xy[..., 1] * res + xy[..., 0]
+  order = tf.argsort(tf.cast(~valid, tf.int32), axis=-1, stable=True)  # valid joints first, in joint order
+  flat = tf.gather(flat, order, batch_dims=2)
+  valid = tf.gather(valid, order, batch_dims=2)
   packed = tf.stack([tf.where(valid, flat, 0), tf.cast(valid, tf.int32)], axis=-1)
-  return tf.pad(packed, [[0, max_people - tf.shape(packed)[0]], [0, 0], [0, 0]])
+  return tf.pad(packed, [[0, 0], [0, max_people - tf.shape(packed)[1]], [0, 0], [0, 0]])
 
 
-def get_targets(num_joints: int, output_sizes: Sequence[int], sigma: float = 2.0,
-                max_people: int = 30) -> transforms.Op:
-  """Builds the targets of every output scale.
+def get_batch_targets(num_joints: int, output_sizes: Sequence[int], sigma: float = 2.0,
+                      max_people: int = 30) -> transforms.Op:
+  """Builds the targets of every output scale for a batch of examples.
 
-  Reads 'keypoints_s' [P,K,3] float64 (grid pixels), 'mask_s' [R,R], 'area' [P].
-  Adds 'heatmaps_s' [R,R,K] float32, 'masks_s' [R,R] float32, 'joints_s' [N,K,2] int32.
-  Removes 'keypoints_s', 'mask_s', 'area'.
+  Runs after `.batch()`: TF pays its per-op cost once per batch instead of once per sample, and the
+  heatmap, mask and joint ops work on B samples at a time.
+
+  Reads (leading B) 'keypoints_s' [B,P,K,3] float64 (grid pixels, padded people v = 0), 'area' [B,P],
+    'ignore_rle' [B,C] (zero-padded), 'image_hw' [B,2], 'matrix_s' [B,2,3], 'flip' [B]
+    (transforms.get_grid_keypoints adds them).
+  Adds 'heatmaps_s' [B,R,R,K] float32, 'masks_s' [B,R,R] float32, 'joints_s' [B,N,K,2] int32.
+  Removes the keys it reads.
   """
   def op(features):
     features = dict(features)
     area = features.pop('area')
+    ignore_rle = features.pop('ignore_rle')
+    hw = features.pop('image_hw')
+    flip = features.pop('flip')
     people = select_people(features['keypoints_0'], area, max_people)
     for s, res in enumerate(output_sizes):
       kp = features.pop(f'keypoints_{s}')
       features[f'heatmaps_{s}'] = heatmaps(kp, res, num_joints, sigma)
-      features[f'masks_{s}'] = features.pop(f'mask_{s}')
+      features[f'masks_{s}'] = resample.keep_masks(ignore_rle, hw, features.pop(f'matrix_{s}'), res, flip)
       features[f'joints_{s}'] = tag_joints(kp, people, res, max_people)
     return features
   return op
 
 
 def train_transform(input_size: int, keypoint_set: kp_lib.KeypointSet, sigma: float = 2.0,
-                    max_people: int = 30, decoded: bool = False) -> transforms.Op:
-  """Geometry → decode (crop) → affine, flip, normalise → targets (spec d.1 + b), given the draws.
+                    max_people: int = 30, decoded: bool = False):
+  """The training transform given the draws (spec d.1 + b), as a per-sample op and a per-batch op.
 
-  Reads 'image_bytes' (or, with decoded=True, 'image' [H,W,3] uint8), 'image_hw' [2], 'ignore_rle' [C],
-  'keypoints' [P,K,3], 'area' [P], 'aug' {'scale', 'rot', 'dx', 'dy', 'flip'}.
-  Returns features with 'image' [I,I,3] float32 normalised and the keys added by get_targets ('aug' kept).
+  Per sample: input geometry → decode (the crop) → affine, flip, normalise of the image. Per batch (after
+  a zero-padded batch): the joints' affine + flip, then heatmaps, masks and tag joints. Only the image
+  work is per sample; everything else pays TF's per-op cost once per batch.
+
+  Per sample reads 'image_bytes' (or, with decoded=True, 'image' [H,W,3] uint8), 'image_hw' [2],
+  'ignore_rle' [C], 'keypoints' [P,K,3], 'area' [P], 'aug' {'scale', 'rot', 'dx', 'dy', 'flip'}, and
+  returns 'image' [I,I,3] float32 normalised with the other keys kept. Per batch returns 'image' and the
+  keys added by get_batch_targets.
+
+  Returns:
+    (per-sample op, per-batch op). make_train_example runs both on a batch of one.
   """
   sizes = output_sizes_for(input_size)
-  ops = [transforms.get_geometry(input_size, sizes),
-         transforms.get_crop_region() if decoded else transforms.get_decode_region(),
-         transforms.get_affine_flip_normalize(input_size, sizes, keypoint_set.flip_index),
-         get_targets(keypoint_set.num_keypoints, sizes, sigma, max_people)]
+  sample_ops = [transforms.get_input_geometry(input_size),
+                transforms.get_crop_region() if decoded else transforms.get_decode_region(),
+                transforms.get_warp_input(input_size)]
+  batch_ops = [transforms.get_grid_keypoints(sizes, keypoint_set.flip_index),
+               get_batch_targets(keypoint_set.num_keypoints, sizes, sigma, max_people)]
 
-  def op(features):
-    for o in ops:
-      features = o(features)
-    return features
-  return op
+  def chain(ops):
+    def op(features):
+      for o in ops:
+        features = o(features)
+      return features
+    return op
+  return chain(sample_ops), chain(batch_ops)
 
 
 def make_train_example(image: np.ndarray, keypoints: np.ndarray, ignore_mask: Optional[np.ndarray],
@@ -208,9 +246,10 @@ def make_train_example(image: np.ndarray, keypoints: np.ndarray, ignore_mask: Op
               'dx': tf.constant(int(aug['dx']), tf.int32), 'dy': tf.constant(int(aug['dy']), tf.int32),
               'flip': tf.constant(bool(aug['flip']))},
   }
-  out = train_transform(input_size, keypoint_set, sigma, max_people, decoded=True)(features)
+  per_sample, per_batch = train_transform(input_size, keypoint_set, sigma, max_people, decoded=True)
+  out = per_batch(tf.nest.map_structure(lambda v: v[None], per_sample(features)))
   scales = range(len(output_sizes_for(input_size)))
-  return {'image': out['image'].numpy(),
-          'heatmaps': [out[f'heatmaps_{s}'].numpy() for s in scales],
-          'masks': [out[f'masks_{s}'].numpy() for s in scales],
-          'joints': [out[f'joints_{s}'].numpy() for s in scales]}
+  return {'image': out['image'][0].numpy(),
+          'heatmaps': [out[f'heatmaps_{s}'][0].numpy() for s in scales],
+          'masks': [out[f'masks_{s}'][0].numpy() for s in scales],
+          'joints': [out[f'joints_{s}'][0].numpy() for s in scales]}

@@ -59,21 +59,19 @@ def decode_region(encoded: tf.Tensor, box: tf.Tensor) -> tf.Tensor:
   return region
 
 
-def get_geometry(input_size: int, output_sizes: Sequence[int]) -> Op:
-  """The crop matrices of one training sample (spec d.1).
+def get_input_geometry(input_size: int) -> Op:
+  """The input-grid crop matrix of one training sample (spec d.1) and the image box its warp reads.
 
   Reads 'image_hw' [2] (H, W), 'aug' {'scale', 'rot', 'dx', 'dy', 'flip'}.
-  Adds 'matrix_input', 'matrix_s' [2,3] float64 (image → grid pixels) and 'input_box' [4] int32, the image
-  region [y0, x0, h, w] that the input warp reads.
+  Adds 'matrix_input' [2,3] float64 (image → input pixels) and 'input_box' [4] int32, the image region
+  [y0, x0, h, w] that the input warp reads.
   """
   def op(features):
     features = dict(features)
     hw = features['image_hw']
-    mats = geometry.train_matrices(hw[0], hw[1], features['aug'], input_size, output_sizes)
-    features['matrix_input'] = mats[0]
-    for s, mat in enumerate(mats[1:]):
-      features[f'matrix_{s}'] = mat
-    features['input_box'] = geometry.source_box(mats[0], input_size, input_size, hw[0], hw[1])
+    matrix, = geometry.train_matrices(hw[0], hw[1], features['aug'], (input_size,))
+    features['matrix_input'] = matrix
+    features['input_box'] = geometry.source_box(matrix, input_size, input_size, hw[0], hw[1])
     return features
   return op
 
@@ -97,39 +95,53 @@ def get_crop_region() -> Op:
   return op
 
 
-def get_affine_flip_normalize(input_size: int, output_sizes: Sequence[int],
-                               flip_index: Sequence[int]) -> Op:
-  """The authors' RandomAffineTransform → RandomHorizontalFlip → ToTensor + Normalize (spec d.1).
+def get_warp_input(input_size: int) -> Op:
+  """The authors' RandomAffineTransform → RandomHorizontalFlip → ToTensor + Normalize of the image (spec d.1).
 
-  One op for the three because the flip is folded into the resampling grids and the normalisation into
-  the blend (no extra passes over the outputs; see resample.py). Joints: affine in float64 per output
-  grid, then (when flipping) channels permuted with `flip_index` and x → R_s − 1 − x, exactly as the
-  authors.
+  One op for the three because the flip is folded into the resampling grid and the normalisation into
+  the blend (no extra passes over the output; see resample.py). The joints follow per batch
+  (get_grid_keypoints).
 
-  Reads 'image' (the 'input_box' region, uint8), 'input_box', 'image_hw', 'matrix_input', 'matrix_s',
-    'ignore_rle' [C], 'keypoints' [P,K,3], 'aug'['flip'].
+  Reads 'image' (the 'input_box' region, uint8), 'input_box', 'matrix_input', 'aug'['flip'].
   Changes 'image' → [I,I,3] float32 ImageNet-normalised RGB of the warped image, itself rounded to grey
-    levels like the authors' uint8 cv2.warpAffine.
-  Adds 'mask_s' [R_s,R_s] float32 {0,1} (1 = use) and 'keypoints_s' [P,K,3] float64 in grid s pixels.
-  Removes 'ignore_rle', 'keypoints', the matrices and 'input_box'.
+    levels like the authors' uint8 cv2.warpAffine. Removes 'input_box' and 'matrix_input'.
+  """
+  def op(features):
+    features = dict(features)
+    features['image'] = resample.warp_train_image(features['image'], features.pop('input_box'),
+                                                  features.pop('matrix_input'), features['aug']['flip'],
+                                                  input_size)
+    return features
+  return op
+
+
+def get_grid_keypoints(output_sizes: Sequence[int], flip_index: Sequence[int]) -> Op:
+  """Joints of a batch in each output grid, as the authors' affine + flip (spec d.1).
+
+  Affine in float64 per output grid, then (when flipping) channels permuted with `flip_index` and
+  x → R_s − 1 − x, exactly as the authors.
+
+  Reads (leading B) 'image_hw' [B,2], 'aug' {'scale', 'rot', 'dx', 'dy', 'flip'} each [B],
+    'keypoints' [B,P,K,3] in image pixels.
+  Adds 'matrix_s' [B,2,3] float64 (image → grid s), 'keypoints_s' [B,P,K,3] float64 in grid s pixels,
+    'flip' [B] bool. Removes 'keypoints' and 'aug'.
   """
   flip_index = tf.constant(list(flip_index), tf.int32)
 
   def op(features):
     features = dict(features)
-    flip = tf.cast(features['aug']['flip'], tf.bool)
+    aug = features.pop('aug')
     hw = features['image_hw']
-    mats = [features.pop('matrix_input')] + [features.pop(f'matrix_{s}') for s in range(len(output_sizes))]
-    features['image'], coverage = resample.warp_train_sample(
-        features['image'], features.pop('input_box'), hw, mats, flip, input_size, output_sizes)
-    ignore_rle = features.pop('ignore_rle')
+    flip = tf.cast(aug['flip'], tf.bool)
     keypoints = tf.cast(features.pop('keypoints'), tf.float64)
-    for s, res in enumerate(output_sizes):
-      features[f'mask_{s}'] = resample.keep_mask(ignore_rle, hw, mats[s + 1], res, flip, coverage[s])
-      kp = tf.concat([geometry.apply_affine(keypoints[..., :2], mats[s + 1]), keypoints[..., 2:]], axis=-1)
-      flipped = tf.gather(kp, flip_index, axis=1)
+    mats = geometry.train_matrices(hw[:, 0], hw[:, 1], aug, output_sizes)
+    for s, (res, mat) in enumerate(zip(output_sizes, mats)):
+      kp = tf.concat([geometry.apply_affine(keypoints[..., :2], mat), keypoints[..., 2:]], axis=-1)
+      flipped = tf.gather(kp, flip_index, axis=2)
       flipped = tf.concat([res - 1 - flipped[..., :1], flipped[..., 1:]], axis=-1)
-      features[f'keypoints_{s}'] = tf.where(flip, flipped, kp)
+      features[f'keypoints_{s}'] = tf.where(flip[:, None, None, None], flipped, kp)
+      features[f'matrix_{s}'] = mat
+    features['flip'] = flip
     return features
   return op
 
