@@ -119,7 +119,7 @@ def build(arch: str, batch: int, impl: str, mode: str, dtype: str):
 def train_step_fn(model, variables, batch: int, size: int):
   """A representative train step: masked-MSE-like loss on both outputs (heatmap channels), train-mode
   BN with batch_stats updated, Adam. Returns (jitted step(state, images, targets), initial state)."""
-  tx = optax.adam(1e-3)
+  tx = optax.flatten(optax.adam(1e-3)) if os.environ.get('FLAT') else optax.adam(1e-3)
   state = {'params': variables['params'], 'batch_stats': variables['batch_stats'],
            'opt': tx.init(variables['params'])}
   k = model.num_keypoints
