@@ -23,6 +23,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/inference.py
+	$(PY) bench/evaluation.py
 
 clean:
 	rm -rf $(VENV) .cache

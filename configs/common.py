@@ -30,6 +30,11 @@ def get_config(arch: str = 'xs', dataset: str = 'crowdpose') -> ml_collections.C
   c.dataset.eval_split = 'test' if dataset == 'crowdpose' else 'validation'
   c.dataset.ann_file = ''              # 'coco_json' only: annotation json
   c.dataset.image_dir = ''             # 'coco_json' only: image folder
+  c.dataset.eval_ann_file = ''         # 'coco_json' evaluation json ('': ann_file)
+  c.dataset.eval_image_dir = ''        # 'coco_json' evaluation images ('': image_dir)
+  c.dataset.synthetic_train_images = 512  # 'synthetic' only: generated once, cached under data/synthetic/
+  c.dataset.synthetic_val_images = 64
+  c.dataset.synthetic_seed = 0
   c.dataset.skip_bad_samples = False   # skip (and count) unreadable images instead of failing
 
   c.input = ml_collections.ConfigDict()

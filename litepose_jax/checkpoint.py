@@ -18,12 +18,15 @@ from typing import Any, Mapping, Optional
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 from litepose_jax import keypoints as kp_lib
 from litepose_jax import models
 
 VARIABLES = 'variables'
 META = 'meta'
+STATE = 'state'    # training only: TrainState (step, params, batch_stats, opt_state, ema_params)
+INPUT = 'input'    # training only: JSON input position, e.g. {'batches': global batches consumed}
 
 
 def model_meta(arch: models.Arch, num_keypoints: int, keypoint_set: Optional[str] = None,
@@ -98,3 +101,67 @@ def load_model(path: str | os.PathLike, step: Optional[int] = None, dtype: Any =
   model = models.create(meta['arch'], meta['num_keypoints'], dtype=dtype, depthwise_impl=depthwise_impl)
   variables = jax.tree.map(np.asarray, dict(restored[VARIABLES]))
   return LoadedModel(model=model, variables=variables, meta=meta, step=int(step))
+
+
+class TrainCheckpointer:
+  """Training checkpoints in `directory` (an orbax CheckpointManager directory).
+
+  Every saved step holds 'variables' (what evaluation should use: the EMA weights when on) and 'meta', so
+  `load_model` reads a training checkpoint unchanged, plus 'state' and 'input' to resume from. Saves are
+  asynchronous (training continues while the files are written); `close()` waits for the last one, and must
+  run on every exit path: an async save still in flight is silently lost when the process exits. All
+  processes call every method (orbax writes replicated arrays once, from the primary process).
+  """
+
+  def __init__(self, directory: epath.PathLike, meta: Mapping[str, Any], max_to_keep: int = 3):
+    # epath: local directories and object stores (gs://, shared by all workers of a TPU slice) alike.
+    self.directory = epath.Path(directory)
+    if '://' not in str(directory):
+      self.directory = self.directory.absolute()
+    self._meta = dict(meta)
+    options = ocp.CheckpointManagerOptions(max_to_keep=max(1, int(max_to_keep)), create=True,
+                                           enable_async_checkpointing=True)
+    self._mngr = ocp.CheckpointManager(self.directory, options=options)
+
+  def latest_step(self) -> Optional[int]:
+    return self._mngr.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self._mngr.all_steps())
+
+  def save(self, step: int, state: Any, variables: Mapping[str, Any], input_position: Mapping[str, Any]):
+    """Starts saving step `step` (returns once the arrays are copied off the devices)."""
+    self._mngr.save(int(step), args=ocp.args.Composite(**{
+        VARIABLES: ocp.args.StandardSave(dict(variables)),
+        META: ocp.args.JsonSave(self._meta),
+        STATE: ocp.args.StandardSave(state),
+        INPUT: ocp.args.JsonSave(dict(input_position)),
+    }), force=True)
+
+  def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
+    """(state, input position) of step `step`.
+
+    Args:
+      step: a saved step.
+      abstract_state: the state's structure as jax.ShapeDtypeStruct leaves carrying the target shardings.
+    """
+    if not (self.directory / str(step) / STATE).is_dir():
+      raise FileNotFoundError(f'{self.directory / str(step)} is not a training checkpoint (no {STATE!r} '
+                              'item); use it as --config.train.init_from to start from its weights')
+    restored = self._mngr.restore(int(step), args=ocp.args.Composite(**{
+        STATE: ocp.args.StandardRestore(abstract_state), INPUT: ocp.args.JsonRestore()}))
+    return restored[STATE], dict(restored[INPUT])
+
+  def wait(self):
+    self._mngr.wait_until_finished()
+
+  def close(self):
+    """Waits for in-flight saves and releases the manager."""
+    self._mngr.wait_until_finished()
+    self._mngr.close()
+
+  def __enter__(self) -> 'TrainCheckpointer':
+    return self
+
+  def __exit__(self, *exc):
+    self.close()

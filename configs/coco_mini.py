@@ -1,0 +1,38 @@
+"""Overfit the 36 training images of tests/data/coco_mini (COCO, 17 joints): a learning check on real images.
+
+  python train.py --config=configs/coco_mini.py --workdir=workdirs/coco_mini
+
+Trains LitePose-XS from scratch on the 36 images with light augmentation (zoom-out up to 1.35 and the
+default translation; no rotation, no flip) and evaluates on the same 36 images. Global batch 12 (3 steps per
+epoch). Target: AP ≥ 0.8 on those images (our evaluator; pycocotools agrees). Measured steps, minutes and
+AP: see docs/training.md.
+"""
+
+from configs import common
+
+DATA = 'tests/data/coco_mini'
+
+
+def get_config(arg: str = ''):
+  del arg
+  c = common.get_config(arch='xs', dataset='coco')
+  c.dataset.name = 'coco_json'
+  c.dataset.ann_file = f'{DATA}/annotations/person_keypoints_train2017.json'
+  c.dataset.image_dir = f'{DATA}/train2017'
+  # No dataset.eval_ann_file: evaluation reads ann_file too, i.e. the images it trained on (an overfit check).
+  c.input.batch_size = 12
+  c.input.shuffle_buffer = 64
+  # Light augmentation only: a crop at scale 1 is the central square of the image, so up to 1.35 (and the
+  # default translation) lets the people near the left/right borders of 4:3 images be seen in training.
+  c.input.scale_range = (1.0, 1.35)
+  c.input.max_rotation = 0.0
+  c.input.flip_prob = 0.0
+  c.optimizer.schedule = 'cosine'       # decays to 0: the last epochs settle the peaks
+  c.optimizer.lr = 4e-3
+  c.train.num_epochs = 400
+  c.train.log_every_steps = 15
+  c.train.eval_every_epochs = 100
+  c.checkpoint_every_steps = 150
+  c.keep_checkpoints = 2
+  c.eval.batch_size = 4
+  return c

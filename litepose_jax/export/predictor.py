@@ -1,0 +1,91 @@
+"""The test-time path around an exported .tflite file: same pre- and post-processing as the JAX Predictor.
+
+  predictor = TFLitePredictor('xs.tflite')            # keypoint set and input size from the file
+  people = predictor.predict([rgb_uint8_image, ...])    # [inference.Prediction(keypoints [P,K,3], scores [P])]
+
+Per image: `inference.resize_align` (short side → input size, long side padded to a multiple of 64) →
+  variant A file (network): LiteRT forward on the image and its mirror, `inference.test_time_maps`
+    aggregation, jitted `decode.parse_maps`;
+  variant B file (network + decoder): one LiteRT call;
+→ `inference.to_image` back to image pixels. `predict.py --model=FILE.tflite` uses this class.
+Needs litepose_jax.inference / decode (JAX), not TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, List
+
+import jax
+import numpy as np
+
+from litepose_jax import keypoints as kp_lib
+from litepose_jax.export import runner
+
+
+class TFLitePredictor:
+  """`predict(images)` with an exported file, interchangeable with inference.Predictor.
+
+  Attributes:
+    net: the runner.TFLiteModel.
+    keypoint_set, input_size: from the file's metadata.
+    variant: 'network' | 'network+decoder'.
+  """
+
+  def __init__(self, path: str | os.PathLike, num_threads: int = 2, xnnpack: bool = True,
+               decode_config=None):
+    """Loads an exported file.
+
+    Args:
+      path: a .tflite written by `python -m litepose_jax.export` (it carries the metadata needed here).
+      num_threads, xnnpack: LiteRT settings (runner.TFLiteModel).
+      decode_config: decode.DecodeConfig for variant A files (default: the authors' settings).
+    Raises:
+      ValueError: the file has no litepose metadata (written by another tool).
+    """
+    from litepose_jax import decode, inference  # pylint: disable=g-import-not-at-top
+    self._inference = inference
+    self.net = runner.TFLiteModel(path, num_threads=num_threads, xnnpack=xnnpack)
+    meta = self.net.metadata
+    if not meta:
+      raise ValueError(f'{path} has no litepose metadata: export it with `python -m litepose_jax.export`')
+    self.keypoint_set = kp_lib.get(meta['keypoints'])
+    self.input_size = int(meta['input_size'])
+    self.variant = meta['variant']
+    self._path = path
+    if self.variant == 'network':
+      cfg = decode_config or decode.DecodeConfig.create(self.keypoint_set)
+      self._parse = jax.jit(lambda heat, tags: decode.parse_maps(heat, tags, cfg))
+
+  def _network(self, images: np.ndarray):
+    """(out_quarter, out_half) for a batch; a batch-1 file runs it image by image (no resize needed)."""
+    images = np.asarray(images, np.float32)
+    if self.net.exported_shape[0] == 1 and images.shape[0] > 1:
+      outs = [self.net.network(images[i:i + 1]) for i in range(images.shape[0])]
+      return tuple(np.concatenate([o[j] for o in outs]) for j in range(2))
+    return self.net.network(images)
+
+  def _run(self, x: np.ndarray):
+    """x [1,h',w',3] → keypoints [1,S,K,3] at input resolution, scores [1,S], valid [1,S] bool."""
+    if self.variant == 'network+decoder':
+      if tuple(x.shape) != self.net.exported_shape:
+        raise ValueError(f'{self._path} was exported for input {self.net.exported_shape[1:3]}; this image '
+                         f'needs {x.shape[1:3]} (export one file per input shape: --input-shape='
+                         f'{x.shape[1]}x{x.shape[2]})')
+      out = self.net(x)
+      return out['keypoints'], out['scores'], out['valid'].astype(bool)
+    heat, tags = self._inference.test_time_maps(self._network, [x], self.keypoint_set.flip_index,
+                                                flip=True, scales=(1.0,))
+    return tuple(np.asarray(o) for o in self._parse(heat, tags))
+
+  def predict(self, images: Iterable[np.ndarray]):
+    """One inference.Prediction per RGB uint8 image [h,w,3] (any sizes), in input order."""
+    results: List = []
+    for image in images:
+      x, center, scale = self._inference.resize_align(image, self.input_size)
+      kp, scores, valid = self._run(x[None])
+      kp = np.asarray(self._inference.to_image(kp, center[None].astype(np.float32),
+                                               scale[None].astype(np.float32), x.shape[:2]))
+      results.append(self._inference.Prediction(kp[0][valid[0]], scores[0][valid[0]]))
+    return results
+

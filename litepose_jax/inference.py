@@ -1,0 +1,274 @@
+"""The test-time path (spec e.1-e.3, e.10): resize, forward + flip, aggregate, decode, back to image pixels.
+
+Shapes (B images, h'×w' network input, K joints, S person slots, L = 2 tag channels with flip):
+  resize_align(image [h,w,3] uint8)     → input [h',w',3] float32 (ImageNet-normalised), center, scale
+  test_time_maps(inputs [B,h',w',3])    → heatmaps [B,K,h',w'], tags [B,K,L,h',w'] (joint-major)
+  decode.parse_maps(...)                → keypoints [B,S,K,3] at input resolution
+  to_image(keypoints, center, scale)    → keypoints [B,S,K,3] in image pixels
+`Predictor` ties them together for lists of images of any sizes: images whose inputs have the same shape
+are batched, so each input shape compiles once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+
+import cv2
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from litepose_jax import decode
+from litepose_jax import keypoints as kp_lib
+
+_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def multi_scale_size(h: int, w: int, input_size: int, scale: float = 1.0, min_scale: float = 1.0):
+  """Network input size, center and scale of an h×w image (the authors' get_multi_scale_size).
+
+  The short side goes to input_size·scale, the long side keeps the aspect and is rounded UP to a multiple
+  of 64 (at min_scale, then scaled).
+  Returns:
+    ((w', h'), center (2,) int, scale (2,) float: source box size / 200 px).
+  """
+  center = np.array([int(w / 2.0 + 0.5), int(h / 2.0 + 0.5)])
+  min_input = int((min_scale * input_size + 63) // 64 * 64)
+  if w < h:
+    w_r = int(min_input * scale / min_scale)
+    h_r = int(int((min_input / w * h + 63) // 64 * 64) * scale / min_scale)
+    scale_wh = np.array([w / 200.0, h_r / w_r * w / 200.0])
+  else:
+    h_r = int(min_input * scale / min_scale)
+    w_r = int(int((min_input / h * w + 63) // 64 * 64) * scale / min_scale)
+    scale_wh = np.array([w_r / h_r * h / 200.0, h / 200.0])
+  return (w_r, h_r), center, scale_wh
+
+
+def _affine(center, scale, out_wh, inverse: bool = False) -> np.ndarray:
+  """2×3 similarity between the source box (center, scale·200 wide) and an out_wh image.
+
+  Built from three float32 point pairs and cv2.getAffineTransform, as the authors build it, so that
+  cv2.warpAffine samples exactly the same source positions.
+  """
+  src_w = scale[0] * 200.0
+  dst_w, dst_h = out_wh
+  src = np.zeros((3, 2), np.float32)
+  dst = np.zeros((3, 2), np.float32)
+  src[0] = center
+  src[1] = center + np.array([0, src_w * -0.5], np.float32)
+  dst[0] = [dst_w * 0.5, dst_h * 0.5]
+  dst[1] = dst[0] + np.array([0, dst_w * -0.5], np.float32)
+  for p in (src, dst):  # third point: the second one turned 90° about the first
+    d = p[0] - p[1]
+    p[2] = p[1] + np.array([-d[1], d[0]], np.float32)
+  return cv2.getAffineTransform(dst, src) if inverse else cv2.getAffineTransform(src, dst)
+
+
+def resize_align(image: np.ndarray, input_size: int, scale: float = 1.0, min_scale: float = 1.0
+                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Resizes an RGB uint8 image for the network as the authors do (resize_align_multi_scale + ToTensor +
+  Normalize): short side → input_size·scale, long side up to a multiple of 64, bilinear, zero border.
+
+  Args:
+    image: [h, w, 3] uint8 RGB.
+  Returns:
+    (input [h', w', 3] float32 normalised, center (2,), scale (2,) in 200-px units).
+  """
+  if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+    raise ValueError(f'expected an RGB uint8 image [h, w, 3], got {image.dtype} {image.shape}')
+  (w_r, h_r), center, scale_wh = multi_scale_size(image.shape[0], image.shape[1], input_size, scale,
+                                                  min_scale)
+  resized = cv2.warpAffine(image, _affine(center, scale_wh, (w_r, h_r)), (w_r, h_r))
+  normalised = (resized.astype(np.float32) / np.float32(255.0) - _MEAN) / _STD
+  return normalised, center, scale_wh
+
+
+def upsample2x(x: jax.Array, axis: int) -> jax.Array:
+  """Bilinear ×2 upsampling along `axis` with half-pixel centres (PyTorch align_corners=False).
+
+  out[2i] = ¾·x[i] + ¼·x[i−1], out[2i+1] = ¾·x[i] + ¼·x[i+1], indices clamped at the borders. O(n),
+  unlike jax.image.resize's dense weight matrix.
+  """
+  n = x.shape[axis]
+  prev = jnp.concatenate([jax.lax.slice_in_dim(x, 0, 1, axis=axis),
+                          jax.lax.slice_in_dim(x, 0, n - 1, axis=axis)], axis=axis)
+  nxt = jnp.concatenate([jax.lax.slice_in_dim(x, 1, n, axis=axis),
+                         jax.lax.slice_in_dim(x, n - 1, n, axis=axis)], axis=axis)
+  even = 0.75 * x + 0.25 * prev
+  odd = 0.75 * x + 0.25 * nxt
+  out = jnp.stack([even, odd], axis=axis + 1)
+  return out.reshape(x.shape[:axis] + (2 * n,) + x.shape[axis + 1:])
+
+
+def _resize(x: jax.Array, hw: Tuple[int, int]) -> jax.Array:
+  """Bilinear (align_corners=False, no antialias) resize of the last two axes of [..., h, w]."""
+  h, w = x.shape[-2:]
+  if (2 * h, 2 * w) == tuple(hw):
+    return upsample2x(upsample2x(x, x.ndim - 2), x.ndim - 1)
+  if (h, w) == tuple(hw):
+    return x
+  return jax.image.resize(x, x.shape[:-2] + tuple(hw), 'linear', antialias=False)
+
+
+def _pass_maps(out_quarter: jax.Array, out_half: jax.Array, num_keypoints: int):
+  """One forward pass → (heatmaps [B,K,h/2,w/2], tags [B,K,h/2,w/2]): mean of the two heatmap scales,
+  tags from the 1/4 output; the 1/4 output is upsampled to 1/2 first (spec e.2)."""
+  k = num_keypoints
+  quarter = upsample2x(upsample2x(out_quarter.transpose(0, 3, 1, 2), 2), 3)  # [B,2K,h/2,w/2]
+  half = out_half.transpose(0, 3, 1, 2)
+  return (quarter[:, :k] + half) / 2.0, quarter[:, k:]
+
+
+def test_time_maps(apply_fn: Callable, inputs: Sequence[jax.Array], flip_index: Sequence[int],
+                   flip: bool = True, scales: Sequence[float] = (1.0,)) -> Tuple[jax.Array, jax.Array]:
+  """Forward (+ flip) at every scale, aggregated at the base input resolution (spec e.2-e.3).
+
+  Args:
+    apply_fn: images [B,h,w,3] → (out_quarter [B,h/4,w/4,2K], out_half [B,h/2,w/2,K]).
+    inputs: one normalised batch [B,h_s,w_s,3] per scale; the one for scale 1.0 fixes the base size.
+    flip_index: K ints (KeypointSet.flip_index).
+    scales: the scale of each input (as in resize_align); tags come from scale 1.0 only, as the authors'.
+  Returns:
+    heatmaps [B,K,H,W] (mean over scales and passes), tags [B,K,L,H,W] (L = 2 with flip, else 1).
+  """
+  if 1.0 not in scales:
+    raise ValueError(f'scales must include 1.0 (the tag maps come from it), got {scales}')
+  base = inputs[list(scales).index(1.0)].shape[1:3]
+  flip_index = jnp.asarray(flip_index)
+  heat_sum, tags = 0.0, None
+  for x, s in zip(inputs, scales):
+    batch = jnp.concatenate([x, x[:, :, ::-1]], axis=0) if flip else x
+    out_quarter, out_half = apply_fn(batch)
+    heat, tag = _pass_maps(out_quarter, out_half, len(flip_index))
+    if flip:
+      b = x.shape[0]
+      heat_f, tag_f = heat[b:, flip_index, :, ::-1], tag[b:, flip_index, :, ::-1]
+      heat_s = (_resize(heat[:b], base) + _resize(heat_f, base)) / 2.0
+      tag_s = jnp.stack([_resize(tag[:b], base), _resize(tag_f, base)], axis=2)
+    else:
+      heat_s, tag_s = _resize(heat, base), _resize(tag, base)[:, :, None]
+    heat_sum = heat_sum + heat_s
+    if s == 1.0:
+      tags = tag_s
+  return heat_sum / float(len(inputs)), tags
+
+
+def to_image(keypoints: jax.Array, center: jax.Array, scale: jax.Array, map_hw: Tuple[int, int]
+             ) -> jax.Array:
+  """Maps (x, y) at input resolution back to image pixels (every joint, as the authors' get_final_preds).
+
+  Args:
+    keypoints: [B,S,K,3]; center, scale: [B,2] from resize_align; map_hw: (h', w') of the maps.
+  Returns:
+    [B,S,K,3] with x, y in image pixels (val unchanged).
+  """
+  factor = (scale[:, 0] * 200.0 / map_hw[1])[:, None, None]
+  x = center[:, 0, None, None] + (keypoints[..., 0] - map_hw[1] / 2.0) * factor
+  y = center[:, 1, None, None] + (keypoints[..., 1] - map_hw[0] / 2.0) * factor
+  return jnp.stack([x, y, keypoints[..., 2]], axis=-1)
+
+
+@dataclasses.dataclass
+class Prediction:
+  """One image's people: keypoints [P,K,3] (x, y in image pixels, val), scores [P]."""
+  keypoints: np.ndarray
+  scores: np.ndarray
+
+
+class Predictor:
+  """Whole test-time path for a model: `predict(images)` → one Prediction per image.
+
+  Args:
+    model, variables: a LitePose module and its {'params', 'batch_stats'}.
+    keypoint_set: KeypointSet (flip index, grouping order).
+    input_size: the short side I (the architecture's img_size).
+    flip, scales: test-time augmentation (the authors: flip, scale 1).
+    decode_config: DecodeConfig; default: the authors' settings.
+    batch_size: images per forward.
+  """
+
+  def __init__(self, model, variables, keypoint_set: kp_lib.KeypointSet, input_size: int,
+               flip: bool = True, scales: Sequence[float] = (1.0,),
+               decode_config: Optional[decode.DecodeConfig] = None, batch_size: int = 8):
+    self.keypoint_set = keypoint_set
+    self.input_size = int(input_size)
+    self.flip = flip
+    self.scales = tuple(sorted((float(s) for s in scales), reverse=True))
+    if 1.0 not in self.scales:
+      raise ValueError(f'scales must include 1.0, got {scales}')
+    self.decode_config = decode_config or decode.DecodeConfig.create(keypoint_set)
+    self.batch_size = int(batch_size)
+    self.variables = variables
+    apply_fn = lambda v, x: model.apply(v, x, train=False)
+
+    @jax.jit
+    def run(variables, inputs, center, scale):
+      heat, tags = test_time_maps(functools.partial(apply_fn, variables), inputs,
+                                  keypoint_set.flip_index, self.flip, self.scales)
+      kp, scores, valid = decode.parse_maps(heat, tags, self.decode_config)
+      return to_image(kp, center, scale, heat.shape[2:]), scores, valid
+
+    self._run = run
+    self._compiled = set()
+    # (images, seconds, compiled) per batch run by `predict`: the first batch of a new input shape
+    # includes compilation, so speed reports should use the others.
+    self.batch_times: List[Tuple[int, float, bool]] = []
+
+  def prepare(self, image: np.ndarray):
+    """Network inputs (one per scale), center and scale of one RGB uint8 image."""
+    min_scale = min(self.scales)
+    inputs = [resize_align(image, self.input_size, s, min_scale)[0] for s in self.scales]
+    # The authors back-project with the last (smallest) scale's center/scale: reproduce that.
+    _, center, scale = multi_scale_size(image.shape[0], image.shape[1], self.input_size, min_scale,
+                                        min_scale)
+    return inputs, center, scale
+
+  def input_shapes(self, h: int, w: int) -> tuple:
+    """The network input shape (h', w') at every test scale for an h×w image (the batching key)."""
+    min_scale = min(self.scales)
+    return tuple(multi_scale_size(h, w, self.input_size, s, min_scale)[0][::-1] for s in self.scales)
+
+  def predict_prepared(self, inputs: Sequence[np.ndarray], center: np.ndarray, scale: np.ndarray,
+                       variables=None):
+    """Jitted path on a batch: inputs one [B,h_s,w_s,3] per scale, center/scale [B,2].
+
+    Args:
+      variables: weights to use instead of the predictor's own (same shapes: no recompilation).
+    Returns:
+      keypoints [B,S,K,3] (image pixels), scores [B,S], valid [B,S] (NumPy).
+    """
+    out = self._run(self.variables if variables is None else variables,
+                    [jnp.asarray(x) for x in inputs], jnp.asarray(center, jnp.float32),
+                    jnp.asarray(scale, jnp.float32))
+    return tuple(np.asarray(o) for o in out)
+
+  def predict(self, images: Iterable[np.ndarray]) -> List[Prediction]:
+    """Predictions for RGB uint8 images of any sizes (batched by input shape, in input order)."""
+    images = list(images)
+    prepared = [self.prepare(im) for im in images]
+    results: List[Optional[Prediction]] = [None] * len(images)
+    by_shape = {}
+    for i, (inputs, _, _) in enumerate(prepared):
+      by_shape.setdefault(tuple(x.shape for x in inputs), []).append(i)
+    for idx in by_shape.values():
+      for start in range(0, len(idx), self.batch_size):
+        chunk = idx[start:start + self.batch_size]
+        # Pad the last batch to the full batch size so that every shape compiles once.
+        padded = chunk + [chunk[-1]] * (self.batch_size - len(chunk))
+        inputs = [np.stack([prepared[i][0][s] for i in padded]) for s in range(len(self.scales))]
+        center = np.stack([prepared[i][1] for i in padded])
+        scale = np.stack([prepared[i][2] for i in padded])
+        shape = tuple(x.shape for x in inputs)
+        start_time = time.perf_counter()
+        kp, scores, valid = self.predict_prepared(inputs, center, scale)
+        self.batch_times.append((len(chunk), time.perf_counter() - start_time, shape not in self._compiled))
+        self._compiled.add(shape)
+        for j, i in enumerate(chunk):
+          results[i] = Prediction(kp[j][valid[j]], scores[j][valid[j]])
+    return results
+

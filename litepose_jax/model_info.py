@@ -1,0 +1,98 @@
+"""Model size and compute: parameters, true conv MACs, the published-convention MACs and output shapes.
+
+  python -m litepose_jax.model_info --arch s [--num-keypoints 14] [--json]
+
+MACs are counted from the shapes seen by every layer during one abstract forward pass (no compute), by
+intercepting module calls, so the count follows the network code rather than a second description of it.
+Two conventions (spec a.5):
+  macs            true multiply-accumulates of convolutions, depthwise convolutions and transposed
+                  convolutions (Conv: H'·W'·Cout·Cin/groups·k²; transposed: H·W·Cin·Cout·k²).
+  macs_published  what the paper's tables report (ptflops-style module counting): conv MACs + 2·elements per
+                  BatchNorm + elements per ReLU/ReLU6, with each stride-2 transposed conv counted at its
+                  output resolution (4x its real count, as old ptflops did).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Dict
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from litepose_jax import models
+from litepose_jax.models import layers
+
+
+def count(model: models.LitePose, height: int | None = None, width: int | None = None) -> Dict:
+  """{'params', 'macs', 'macs_published', 'output_shapes', 'macs_by_kind'} for one image."""
+  h = height or model.arch.img_size
+  w = width or h
+  tally = {'conv': 0, 'depthwise': 0, 'deconv': 0, 'bn': 0, 'relu': 0, 'deconv_published_extra': 0}
+
+  def interceptor(next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    mod = context.module
+    if context.method_name != '__call__':
+      return out
+    x = args[0]
+    if isinstance(mod, layers.Conv):
+      tally['conv'] += math.prod(out.shape[1:]) * x.shape[-1] * mod.kernel_size ** 2
+    elif isinstance(mod, layers.DepthwiseConv):
+      tally['depthwise'] += math.prod(out.shape[1:]) * mod.kernel_size ** 2
+    elif isinstance(mod, layers.Deconv):
+      real = math.prod(x.shape[1:]) * mod.features * 16
+      tally['deconv'] += real
+      tally['deconv_published_extra'] += 3 * real
+    elif isinstance(mod, layers.BatchNorm):
+      tally['bn'] += 2 * math.prod(out.shape[1:])
+      # ReLUs follow the fusion-head BNs (in LitePose itself) and the activated ConvBNs.
+      if mod.name.startswith('deconv_bn'):
+        tally['relu'] += math.prod(out.shape[1:])
+    elif isinstance(mod, layers.ConvBN) and mod.act is not None:
+      tally['relu'] += math.prod(out.shape[1:])
+    return out
+
+  x = jax.ShapeDtypeStruct((1, h, w, 3), jnp.float32)
+  variables = jax.eval_shape(lambda: models.init_variables(model, jax.random.PRNGKey(0), 64))
+  with nn.intercept_methods(interceptor):
+    outs = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x)
+  macs = tally['conv'] + tally['depthwise'] + tally['deconv']
+  return {
+      'params': sum(int(math.prod(p.shape)) for p in jax.tree.leaves(variables['params'])),
+      'macs': macs,
+      'macs_published': macs + tally['deconv_published_extra'] + tally['bn'] + tally['relu'],
+      'output_shapes': [list(o.shape) for o in outs],
+      'macs_by_kind': {k: tally[k] for k in ('conv', 'depthwise', 'deconv')},
+  }
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(prog='python -m litepose_jax.model_info', description=__doc__.split('\n')[0])
+  p.add_argument('--arch', default='xs', help='xs | s | m | l | path to an architecture JSON')
+  p.add_argument('--num-keypoints', type=int, default=14)
+  p.add_argument('--size', type=int, default=0, help='input size (default: the architecture\'s)')
+  p.add_argument('--json', action='store_true', help='print one JSON object')
+  args = p.parse_args(argv)
+  model = models.create(args.arch, args.num_keypoints)
+  info = count(model, args.size or None, args.size or None)
+  if args.json:
+    print(json.dumps({k: info[k] for k in ('params', 'macs', 'macs_published', 'output_shapes')}))
+    return 0
+  size = args.size or model.arch.img_size
+  kinds = info['macs_by_kind']
+  print(f'LitePose-{model.arch.name.upper()}  input {size}x{size}  K={args.num_keypoints}')
+  print(f'  parameters         {info["params"]:,}')
+  print(f'  MACs (true)        {info["macs"] / 1e9:.3f} G  (conv {kinds["conv"] / 1e9:.3f}, depthwise '
+        f'{kinds["depthwise"] / 1e9:.3f}, deconv {kinds["deconv"] / 1e9:.3f})')
+  print(f'  MACs (published)   {info["macs_published"] / 1e9:.3f} G  (paper convention)')
+  print(f'  outputs (NHWC)     {info["output_shapes"][0]}  {info["output_shapes"][1]}')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

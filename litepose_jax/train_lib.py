@@ -1,0 +1,320 @@
+"""The training loop: `train_and_evaluate(config, workdir)`.
+
+Resume order (first that applies): the latest checkpoint in `<workdir>/checkpoints` (step, weights, BN
+statistics, optimizer and EMA state and input position) > `config.train.init_from` (converted or trained
+weights, fresh optimizer) > PyTorch-style random init.
+
+One global batch per step, data parallel over a ('data',) mesh of all devices (see sharding.py); every
+process feeds its own slice of the batch and only process 0 writes logs. Checkpoints: every
+`checkpoint_every_steps`, at the end, and on SIGTERM/SIGINT (preemption), after which the function returns
+normally with `preempted=True`. A non-finite loss or gradient raises FloatingPointError naming the step;
+the non-finite state is never saved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import signal
+import threading
+import time
+from typing import Any, Callable, Iterator, Mapping, Optional
+
+import jax
+import numpy as np
+from etils import epath
+from jax.experimental import multihost_utils
+
+from litepose_jax import checkpoint
+from litepose_jax import config_utils
+from litepose_jax import losses
+from litepose_jax import optim
+from litepose_jax import sharding
+from litepose_jax import train_log
+from litepose_jax import train_state
+from litepose_jax import train_step as step_lib
+
+log = logging.getLogger(__name__)
+
+# Order of the values in log lines (the step's metrics come back as a key-sorted dict).
+_LOG_ORDER = ('loss', 'heatmap_0', 'heatmap_1', 'push', 'pull', 'lr', 'grad_norm')
+
+
+@dataclasses.dataclass
+class TrainInput:
+  """The seam between the loop and the input pipeline.
+
+  Attributes:
+    num_examples: training-set size (epochs → steps: steps_per_epoch = num_examples // global batch).
+    batches: (start_step, process_index, process_count) → iterator of this process's batches (dicts of
+      arrays, see `train_step.BATCH_KEYS`, [B/process_count, ...]). Global batch number `start_step` must
+      come first: a resumed run sees exactly the samples an uninterrupted one would.
+  """
+  num_examples: int
+  batches: Callable[[int, int, int], Iterator[Mapping[str, Any]]]
+
+
+# eval_fn(model, variables, config, workdir, step) -> {metric name: value}
+EvalFn = Callable[[Any, Mapping[str, Any], Any, epath.Path, int], Mapping[str, float]]
+
+
+def pipeline_train_input(config) -> TrainInput:
+  """The tf.data training pipeline (litepose_jax.data), imported lazily: TensorFlow stays out of the rest."""
+  from litepose_jax.data import pipeline, sources  # pylint: disable=g-import-not-at-top
+  pidx, pcount = jax.process_index(), jax.process_count()
+  # Each process reads its own shard of the records; the set is opened once and reused on resume.
+  source = sources.make_source(config, 'train', process_index=pidx, process_count=pcount)
+
+  def batches(start_step: int, process_index: int, process_count: int):
+    if (process_index, process_count) != (pidx, pcount):
+      raise ValueError('the pipeline source was opened for another process layout')
+    ds = pipeline.make_train_dataset(config, process_index=process_index, process_count=process_count,
+                                     start_step=start_step, source=source)
+    return ds.as_numpy_iterator()
+
+  return TrainInput(num_examples=source.num_examples * pcount, batches=batches)
+
+
+def library_eval_fn(model, variables, config, workdir: epath.Path, step: int) -> dict:
+  """AP on the eval split through the evaluation library (litepose_jax.eval_lib).
+
+  Every process evaluates the whole split (it is small next to training); only process 0 writes
+  results.json, metrics.json and the worst-image PNGs, into <workdir>/eval_<step> when the workdir is local.
+  """
+  try:
+    from litepose_jax import eval_lib  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    log.warning('litepose_jax.eval_lib is not available: skipping evaluation at step %d', step)
+    return {}
+  out = workdir / f'eval_{step}'
+  local = jax.process_index() == 0 and '://' not in str(out)
+  return dict(eval_lib.evaluate(config, model, variables, config_utils.keypoint_set(config),
+                                config_utils.input_size(config), workdir=str(out) if local else None,
+                                progress=False))
+
+
+class _StopSignal:
+  """Turns SIGTERM/SIGINT (Cloud TPU preemption, Ctrl-C) into a "save and stop" request.
+
+  Multi-process runs use JAX's preemption sync point instead, so every process stops at the same step
+  (a process that saved alone would hang the others in the collective save).
+  """
+
+  def __init__(self):
+    self.signum = None
+    self._old = {}
+
+  def __enter__(self):
+    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._old[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.signum is not None and signum == signal.SIGINT:
+      raise KeyboardInterrupt  # a second Ctrl-C stops at once
+    self.signum = signum
+    log.warning('received %s: saving a checkpoint and stopping', signal.Signals(signum).name)
+
+  def requested(self, step: int) -> bool:
+    if jax.process_count() > 1:
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self.signum is not None
+
+  def __exit__(self, *exc):
+    for sig, old in self._old.items():
+      signal.signal(sig, old)
+
+
+def _host_copy(tree: Any) -> Any:
+  """NumPy copy of replicated device arrays (works on multi-host, where the arrays span processes)."""
+  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
+
+
+def _check_finite(step: int, metrics: Mapping[str, float], ckpt: checkpoint.TrainCheckpointer):
+  bad = {k: metrics[k] for k in ('loss', 'grad_norm') if not np.isfinite(metrics[k])}
+  if bad:
+    raise FloatingPointError(
+        f'non-finite {bad} at step {step}; stopping. The last good checkpoint is step '
+        f'{ckpt.latest_step()} in {ckpt.directory} (lower optimizer.lr or set optimizer.grad_clip)')
+
+
+def _make_state(config, model, tx, mesh, image_size: int):
+  """(abstract state with shardings, function creating the initial state on the devices)."""
+  use_ema = float(config.optimizer.ema_decay) > 0
+  repl = sharding.replicated(mesh)
+
+  def init(rng, variables=None):
+    return train_state.create(model, tx, rng, image_size, use_ema, variables)
+
+  abstract = jax.eval_shape(init, jax.random.key(0))
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl), abstract)
+  return abstract, jax.jit(init, out_shardings=repl)
+
+
+def _init_from(path: str, model) -> dict:
+  """Weights of `config.train.init_from`, checked against the configured model."""
+  loaded = checkpoint.load_model(path)
+  if loaded.model.arch.to_json() != model.arch.to_json() or loaded.model.num_keypoints != model.num_keypoints:
+    raise ValueError(f'train.init_from={path}: it holds a {loaded.meta["arch"].get("name")} model with '
+                     f'{loaded.model.num_keypoints} joints, the config asks for {model.arch.name} with '
+                     f'{model.num_keypoints}')
+  return {'params': loaded.variables['params'], 'batch_stats': loaded.variables['batch_stats']}
+
+
+def train_and_evaluate(config, workdir: epath.PathLike, *, train_input: Optional[TrainInput] = None,
+                       eval_fn: Optional[EvalFn] = None) -> dict:
+  """Trains (and evaluates) the model a config describes; resumable and preemption-safe.
+
+  Args:
+    config: a litepose-jax config (configs/common.py schema).
+    workdir: checkpoints in `workdir/checkpoints`, TensorBoard events and metrics.jsonl in `workdir`.
+    train_input: the training data (default: the tf.data pipeline for `config.dataset`).
+    eval_fn: evaluation hook (default: the evaluation library); run every `train.eval_every_epochs`
+      epochs and at the end (never when eval_every_epochs < 0).
+  Returns:
+    {'step': last completed step, 'preempted': bool, 'train': last logged train metrics,
+     'eval': last eval metrics}.
+  """
+  # A local path or an object-store URL (gs://bucket/run) that every worker of a TPU slice can reach.
+  workdir = epath.Path(workdir) if '://' in str(workdir) else epath.Path(workdir).absolute()
+  workdir.mkdir(parents=True, exist_ok=True)
+  pidx, pcount = jax.process_index(), jax.process_count()
+  is_main = pidx == 0
+  mesh = sharding.make_mesh()
+  global_batch = int(config.input.batch_size)
+  sharding.check_global_batch(global_batch, mesh)
+
+  model = config_utils.create_model(config)
+  image_size = config_utils.input_size(config)
+  train_input = train_input or pipeline_train_input(config)
+  eval_fn = eval_fn or library_eval_fn
+  steps_per_epoch = train_input.num_examples // global_batch
+  if steps_per_epoch < 1:
+    raise ValueError(f'the training set has {train_input.num_examples} examples, fewer than one global '
+                     f'batch (input.batch_size={global_batch})')
+  total_steps = int(config.num_train_steps) or int(config.train.num_epochs) * steps_per_epoch
+  tx, schedule = optim.make_optimizer(config.optimizer, steps_per_epoch, total_steps)
+  abstract_state, init_state = _make_state(config, model, tx, mesh, image_size)
+
+  meta = checkpoint.model_meta(model.arch, model.num_keypoints, config.dataset.keypoints, source='train',
+                               config=config.to_json())
+  ckpt = checkpoint.TrainCheckpointer(workdir / 'checkpoints', meta, config.keep_checkpoints)
+  writer = train_log.MetricWriter(workdir, enabled=is_main)
+  progress = None
+  result = {'step': 0, 'preempted': False, 'train': {}, 'eval': {}}
+  try:
+    latest = ckpt.latest_step()
+    if latest is not None:
+      state, position = ckpt.restore(latest, abstract_state)
+      if position.get('global_batch', global_batch) != global_batch:
+        log.warning('resuming with global batch %d, the checkpoint was written with %d: the sample order '
+                    'differs from an uninterrupted run', global_batch, position['global_batch'])
+      log.info('resumed from %s step %d', ckpt.directory, latest)
+    elif config.train.init_from:
+      state = init_state(None, sharding.replicate(_init_from(config.train.init_from, model), mesh))
+      log.info('initialised from %s', config.train.init_from)
+    else:
+      state = init_state(jax.random.key(int(config.seed)))
+    start = int(_host_copy(state.step))
+    if is_main:
+      log.info('model %s, %d joints, input %d, global batch %d on %d devices (%d processes), %d steps/epoch, '
+               '%d steps\n%s', model.arch.name, model.num_keypoints, image_size, global_batch,
+               mesh.devices.size, pcount, steps_per_epoch, total_steps,
+               train_log.parameter_overview(abstract_state.params, abstract_state.batch_stats))
+
+    weights = losses.LossWeights(tuple(config.loss.heatmap_factors), float(config.loss.push_factor),
+                                 float(config.loss.pull_factor))
+    step_fn = step_lib.jit_train_step(
+        step_lib.make_train_step(model, tx, schedule, weights, float(config.optimizer.ema_decay)), mesh)
+    log_every = max(1, int(config.train.log_every_steps))
+    ckpt_every = max(1, int(config.checkpoint_every_steps))
+    eval_every = int(round(float(config.train.eval_every_epochs) * steps_per_epoch))
+
+    def save(step: int):
+      ckpt.save(step, state, state.eval_variables(),
+                {'batches': step, 'examples': step * global_batch, 'global_batch': global_batch})
+
+    def evaluate(step: int):
+      metrics = dict(eval_fn(model, _host_copy(state.eval_variables()), config, workdir, step))
+      writer.write_scalars(step, {f'eval/{k}': v for k, v in metrics.items()
+                                  if isinstance(v, (int, float, np.number))})
+      if is_main and metrics:
+        log.info('eval at step %d: %s', step, train_log.format_metrics(metrics))
+      return metrics
+
+    progress = train_log.Progress(total_steps, start, enabled=is_main)
+    batches = iter(train_input.batches(start, pidx, pcount))
+    pending = None                 # (step, device metrics) of the last dispatched step
+    window = []                    # host metrics since the last log line
+    t_window, timed = time.perf_counter(), 0   # clock and step count for images/s (compile, eval excluded)
+    step = start
+    with _StopSignal() as stop:
+      while step < total_steps:
+        if stop.requested(step):
+          result['preempted'] = True
+          break
+        try:
+          host = next(batches)
+        except StopIteration:
+          raise RuntimeError(f'the training input ended after {step} steps (it must repeat)') from None
+        state, metrics = step_fn(state, sharding.put_global_batch(
+            {k: host[k] for k in step_lib.BATCH_KEYS}, mesh))
+        # Fetch the previous step's metrics while this one runs: checking every step for NaN costs no
+        # device idle time.
+        if pending is not None:
+          window.append(jax.device_get(pending[1]))
+          _check_finite(pending[0], window[-1], ckpt)
+        pending = (step + 1, metrics)
+        step += 1
+        timed += 1
+        if step == start + 1:
+          jax.block_until_ready(metrics)
+          if is_main:
+            log.info('first step (compilation included) took %.1f s', time.perf_counter() - t_window)
+          progress.reset_clock(step)
+          t_window, timed = time.perf_counter(), 0
+
+        log_now = step % log_every == 0 or step == total_steps
+        save_now = step % ckpt_every == 0 or step == total_steps
+        eval_now = (eval_every > 0 and step % eval_every == 0) or (step == total_steps and eval_every >= 0)
+        if log_now or save_now or eval_now:
+          window.append(jax.device_get(pending[1]))
+          _check_finite(pending[0], window[-1], ckpt)
+          pending = None
+        if log_now and window:
+          elapsed = time.perf_counter() - t_window
+          keys = [k for k in _LOG_ORDER if k in window[0]] + sorted(set(window[0]) - set(_LOG_ORDER))
+          mean = {k: float(np.mean([m[k] for m in window])) for k in keys}
+          mean['lr'] = float(window[-1]['lr'])
+          if timed:
+            mean['images_per_s'] = global_batch * timed / max(elapsed, 1e-9)
+            mean['step_time_s'] = elapsed / timed
+          writer.write_scalars(step, {f'train/{k}': v for k, v in mean.items()})
+          progress.update(step, mean)
+          result['train'] = mean
+          window.clear()
+          t_window, timed = time.perf_counter(), 0
+        else:
+          progress.update(step)
+        if save_now:
+          save(step)
+        if eval_now:
+          result['eval'] = evaluate(step)
+          t_window, timed = time.perf_counter(), 0
+
+      if pending is not None:
+        _check_finite(pending[0], jax.device_get(pending[1]), ckpt)
+      if ckpt.latest_step() != step and step > 0:
+        save(step)   # preempted: the position is saved with the state
+    result['step'] = step
+    if result['preempted'] and is_main:
+      log.warning('stopped at step %d after a signal; checkpoint saved in %s', step, ckpt.directory)
+    return result
+  finally:
+    if progress is not None:
+      progress.close()
+    ckpt.close()
+    writer.close()

@@ -1,0 +1,163 @@
+"""The Flax LitePose against the authors' PyTorch network (reference fixtures) and the spec's formulas."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from litepose_jax import convert, models
+from litepose_jax.models import layers
+
+
+def _reference_files(reference_dir):
+  files = sorted(reference_dir.glob('litepose_*_reference.npz'))
+  assert files, f'no litepose_*_reference.npz in {reference_dir}'
+  return files
+
+
+def _nchw(x):
+  return np.asarray(x).transpose(0, 3, 1, 2)
+
+
+@pytest.fixture(scope='module')
+def reference_runs(reference_dir):
+  """For every reference file (any arch, any K): the fixture and our outputs with converted weights."""
+  runs = []
+  for path in _reference_files(reference_dir):
+    z = dict(np.load(path))
+    arch = models.Arch.from_json(str(z['arch_json']))
+    k = z['out_eval_1'].shape[1]
+    variables = convert.torch_to_flax(convert.load_state_dict(path), arch, k)
+    model = models.create(arch, k)
+    x = jnp.asarray(z['input'].transpose(0, 2, 3, 1))
+    eval_fn = jax.jit(lambda v, x: model.apply(v, x, train=False, return_features=True))
+    train_fn = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats']))
+    (o0, o1), feats = eval_fn(variables, x)
+    (t0, t1), updated = train_fn(variables, x)
+    runs.append(dict(name=path.name, z=z, eval=(o0, o1), feats=feats, train=(t0, t1),
+                     stats=updated['batch_stats']))
+  return runs
+
+
+def test_eval_outputs_match_reference(reference_runs):
+  for r in reference_runs:
+    for i in (0, 1):
+      diff = np.abs(_nchw(r['eval'][i]) - r['z'][f'out_eval_{i}']).max()
+      assert diff <= 1e-4, (r['name'], i, diff)
+
+
+def test_features_match_reference(reference_runs):
+  for r in reference_runs:
+    for name, feat in r['feats'].items():
+      diff = np.abs(_nchw(feat) - r['z'][f'feat_{name}']).max()
+      assert diff <= 1e-4, (r['name'], name, diff)
+
+
+def test_train_mode_outputs_and_running_stats_match_reference(reference_runs):
+  for r in reference_runs:
+    for i in (0, 1):
+      diff = np.abs(_nchw(r['train'][i]) - r['z'][f'out_train_{i}']).max()
+      assert diff <= 1e-3, (r['name'], i, diff)
+    first_bn = r['stats']['stem_conv']['bn']
+    # PyTorch updates the running variance with the unbiased batch variance; a biased update would be off
+    # by n/(n-1) - 1 = 3e-5 relative here and fail the 1e-5 bound on large variances.
+    np.testing.assert_allclose(first_bn['mean'], r['z']['train_bn_first_running_mean_after'], atol=1e-5)
+    np.testing.assert_allclose(first_bn['var'], r['z']['train_bn_first_running_var_after'], atol=1e-5)
+
+
+@pytest.mark.parametrize('arch,params', [('xs', 1_675_552), ('s', 2_731_240), ('m', 3_533_808),
+                                         ('l', 5_738_120)])
+def test_parameter_counts_match_published(arch, params):
+  model = models.create(arch, 14)
+  shapes = jax.eval_shape(lambda: models.init_variables(model, jax.random.PRNGKey(0), 64))
+  assert sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes['params'])) == params
+
+
+@pytest.mark.parametrize('arch', ['xs', 's', 'm', 'l'])
+def test_output_shapes_and_channel_layout(arch):
+  model = models.create(arch, 17)
+  size = models.ARCHS[arch].img_size
+  out = jax.eval_shape(lambda: model.init_with_output(jax.random.PRNGKey(0),
+                                                      jnp.zeros((2, size, size + 64, 3)))[0])
+  assert out[0].shape == (2, size // 4, (size + 64) // 4, 34)
+  assert out[1].shape == (2, size // 2, (size + 64) // 2, 17)
+
+
+def test_arch_json_round_trip_and_authors_format(reference_dir):
+  z = np.load(_reference_files(reference_dir)[0])
+  authors = json.loads(str(z['arch_json']))
+  parsed = models.Arch.from_json(authors, name='xs')
+  assert parsed == models.ARCHS['xs']
+  for arch in models.ARCHS.values():
+    assert models.Arch.from_json(arch.to_json(), name=arch.name) == arch
+  assert models.get_arch('search-XS') is models.ARCHS['xs']
+
+
+def test_make_divisible_follows_spec_formula():
+  for v in range(1, 400):
+    for t in (1, 3, 6):
+      x = v * t / 2.5
+      expect = max(8, int(x + 4) // 8 * 8)
+      expect += 8 if expect < 0.9 * x else 0
+      assert models.make_divisible(x) == expect
+
+
+def test_bad_architecture_and_input_errors(tmp_path):
+  with pytest.raises(ValueError, match='unknown architecture'):
+    models.get_arch('xxl')
+  bad = tmp_path / 'arch.json'
+  bad.write_text('{"img_size": 256}')
+  with pytest.raises(ValueError, match='missing field'):
+    models.get_arch(str(bad))
+  model = models.create('xs', 14)
+  with pytest.raises(ValueError, match='divisible by 16'):
+    jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 100, 128, 3))))
+
+
+def test_deconv_equals_transposed_conv_formula():
+  # spec a.1: y[o, 2i-1+a, 2j-1+b] += sum_c x[c, i, j] W[c, o, a, b], cropped to [0, 2H) x [0, 2W).
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2, 5, 6, 3)).astype(np.float32)
+  w = rng.normal(size=(3, 4, 4, 4)).astype(np.float32)  # PyTorch (Cin, Cout, 4, 4)
+  want = np.zeros((2, 2 * 5 + 2, 2 * 6 + 2, 4), np.float32)  # index shifted by +1
+  for i in range(5):
+    for j in range(6):
+      for a in range(4):
+        for b in range(4):
+          want[:, 2 * i + a, 2 * j + b] += np.einsum('nc,co->no', x[:, i, j], w[:, :, a, b])
+  want = want[:, 1:-1, 1:-1]
+  got = layers.deconv_2x(jnp.asarray(x), jnp.asarray(w.transpose(2, 3, 0, 1)))
+  np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
+
+
+def test_default_init_follows_pytorch_bounds():
+  model = models.create('xs', 14)
+  params = models.init_variables(model, jax.random.PRNGKey(0), 64)['params']
+  # conv 3->32 3x3: fan_in 27; depthwise 7x7: fan_in 49; deconv (Cin 80 -> Cout 16): fan_in = 16*16.
+  for path, fan_in in ((('stem_conv', 'conv', 'kernel'), 27),
+                       (('stage1_block0', 'depthwise', 'conv', 'kernel'), 49),
+                       (('deconv_refined0', 'kernel'), 16 * 16)):
+    w = params
+    for p in path:
+      w = w[p]
+    bound = 1 / np.sqrt(fan_in)
+    assert np.abs(w).max() <= bound
+    assert np.abs(w).max() > 0.9 * bound
+  bn = params['stem_conv']['bn']
+  assert np.all(bn['scale'] == 1) and np.all(bn['bias'] == 0)
+
+
+def test_bfloat16_compute_keeps_float32_params_and_tracks_float32(reference_runs):
+  r = reference_runs[0]
+  arch = models.Arch.from_json(str(r['z']['arch_json']))
+  k = r['z']['out_eval_1'].shape[1]
+  variables = convert.torch_to_flax({k_[3:]: r['z'][k_] for k_ in r['z'] if k_.startswith('sd/')}, arch, k)
+  model = models.create(arch, k, dtype='bfloat16')
+  x = jnp.asarray(r['z']['input'][:1].transpose(0, 2, 3, 1))
+  o0, o1 = jax.jit(lambda v, x: model.apply(v, x))(variables, x)
+  assert o0.dtype == jnp.float32
+  ref = r['z']['out_eval_0'][:1]
+  rel = np.abs(_nchw(o0) - ref).mean() / np.abs(ref).mean()
+  assert rel < 0.05, rel
