@@ -3,7 +3,9 @@
 The oracle is `lax.conv_general_dilated` with feature_group_count = C and PyTorch's symmetric padding,
 called here directly, so a bug in `depthwise.py` cannot hide in the oracle. Forward and both gradients
 are compared for kernels 3/5/7, strides 1/2, odd and even sizes; bf16 runs; and the full model (a small
-architecture, every layer type) gives the same outputs and gradients with 'xla' and 'shift'.
+architecture, every layer type) gives the same outputs and gradients with 'xla' and 'shift' (the switch
+also selects the 1x1-conv VJP and the transposed-conv form; both deconv forms are checked against a NumPy
+formula in test_model.py).
 """
 
 import jax
