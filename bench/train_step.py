@@ -6,8 +6,8 @@
 
 Synthetic batch with 5 people × K joints per image (as the anchor measurement of the authors' PyTorch step,
 spec k: XS@256 batch 8 ≈ 2.97-3.45 s per step on the 2-core CPU). Reports the median of `--runs` timed
-steps after `--warmup` untimed ones, the load average (timings on a shared machine are noisy) and the peak
-memory.
+steps after `--warmup` untimed ones (and the median process CPU time per step), the load average before
+and after (timings on a shared machine are noisy) and the peak memory. Per-layer costs: bench/profile_layers.py.
 """
 
 from __future__ import annotations
@@ -62,24 +62,28 @@ def bench_case(arch: str, size: int, batch: int, dtype: str, runs: int, warmup: 
                                    mesh)
   host = synthetic_batch(batch, size, k)
   data = sharding.put_global_batch(host, mesh)
+  load0 = os.getloadavg()[0]
   t0 = time.perf_counter()
   compiled = step.lower(state, data).compile()
   compile_s = time.perf_counter() - t0
   for _ in range(warmup):
     state, metrics = compiled(state, data)
   jax.block_until_ready(metrics)
-  times = []
+  times, cpus = [], []
   for _ in range(runs):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     state, metrics = compiled(state, data)
-    jax.block_until_ready(metrics)
+    jax.block_until_ready((state, metrics))
     times.append(time.perf_counter() - t0)
+    cpus.append(time.process_time() - c0)
   med = statistics.median(times)
   out = {'arch': arch, 'size': size, 'batch': batch, 'dtype': dtype, 'backend': jax.default_backend(),
          'device': str(jax.devices()[0].device_kind), 'compile_s': round(compile_s, 2),
          'step_s_median': round(med, 4), 'step_s_min': round(min(times), 4),
-         'images_per_s': round(batch / med, 2), 'loss': float(metrics['loss']),
-         'loadavg_1m': os.getloadavg()[0], 'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
+         'images_per_s': round(batch / med, 2),
+         # Process CPU seconds per step: less sensitive than wall time to other jobs on a shared machine.
+         'step_cpu_s_median': round(statistics.median(cpus), 4), 'loss': float(metrics['loss']),
+         'loadavg_1m_before': load0, 'loadavg_1m': os.getloadavg()[0], 'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
   stats = jax.devices()[0].memory_stats() or {}
   if 'peak_bytes_in_use' in stats:
     out['peak_device_mb'] = stats['peak_bytes_in_use'] // 2**20

@@ -116,20 +116,42 @@ def test_bad_architecture_and_input_errors(tmp_path):
     jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 100, 128, 3))))
 
 
-def test_deconv_equals_transposed_conv_formula():
-  # spec a.1: y[o, 2i-1+a, 2j-1+b] += sum_c x[c, i, j] W[c, o, a, b], cropped to [0, 2H) x [0, 2W).
-  rng = np.random.default_rng(0)
-  x = rng.normal(size=(2, 5, 6, 3)).astype(np.float32)
-  w = rng.normal(size=(3, 4, 4, 4)).astype(np.float32)  # PyTorch (Cin, Cout, 4, 4)
-  want = np.zeros((2, 2 * 5 + 2, 2 * 6 + 2, 4), np.float32)  # index shifted by +1
-  for i in range(5):
-    for j in range(6):
+def _transposed_conv_numpy(x, w, g):
+  """spec a.1 in NumPy: y[o, 2i-1+a, 2j-1+b] += sum_c x[c, i, j] W[c, o, a, b], cropped to [0, 2H) x [0, 2W).
+
+  Also the two gradients of sum(y * g), written from the same index map (x and g NHWC, w PyTorch
+  (Cin, Cout, 4, 4)): dx[i, j, c] = sum_{a,b,o} g[2i-1+a, 2j-1+b, o] W[c, o, a, b] and
+  dW[c, o, a, b] = sum_{n,i,j} x[n, i, j, c] g[n, 2i-1+a, 2j-1+b, o], out-of-range positions dropped.
+  """
+  n, h, wd, _ = x.shape
+  y = np.zeros((n, 2 * h + 2, 2 * wd + 2, w.shape[1]), np.float64)  # index shifted by +1
+  gp = np.pad(g, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  dx, dw = np.zeros(x.shape, np.float64), np.zeros(w.shape, np.float64)
+  for i in range(h):
+    for j in range(wd):
       for a in range(4):
         for b in range(4):
-          want[:, 2 * i + a, 2 * j + b] += np.einsum('nc,co->no', x[:, i, j], w[:, :, a, b])
-  want = want[:, 1:-1, 1:-1]
-  got = layers.deconv_2x(jnp.asarray(x), jnp.asarray(w.transpose(2, 3, 0, 1)))
-  np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
+          y[:, 2 * i + a, 2 * j + b] += np.einsum('nc,co->no', x[:, i, j], w[:, :, a, b])
+          dx[:, i, j] += np.einsum('no,co->nc', gp[:, 2 * i + a, 2 * j + b], w[:, :, a, b])
+          dw[:, :, a, b] += np.einsum('nc,no->co', x[:, i, j], gp[:, 2 * i + a, 2 * j + b])
+  return y[:, 1:-1, 1:-1], dx, dw
+
+
+@pytest.mark.parametrize('impl', ['xla', 'shift'])
+def test_deconv_equals_transposed_conv_formula(impl):
+  # Both forms: 'xla' (native transposed conv: GPU/TPU, export) and 'shift' (sub-pixel matmuls: CPU).
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2, 5, 6, 3))
+  w = rng.normal(size=(3, 4, 4, 4))  # PyTorch (Cin, Cout, 4, 4)
+  g = rng.normal(size=(2, 10, 12, 4))
+  want = _transposed_conv_numpy(x, w, g)
+  fn = jax.jit(lambda a, b, c: (lambda y, vjp: (y,) + vjp(c))(*jax.vjp(
+      lambda p, q: layers.deconv_2x(p, q, impl), a, b)))
+  y, dx, dk = fn(jnp.asarray(x, jnp.float32), jnp.asarray(w.transpose(2, 3, 0, 1), jnp.float32),
+                 jnp.asarray(g, jnp.float32))
+  for name, got, ref in (('y', y, want[0]), ('dx', dx, want[1]),
+                         ('dW', np.asarray(dk).transpose(2, 3, 0, 1), want[2])):
+    np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-5, atol=1e-4, err_msg=f'{impl} {name}')
 
 
 def test_default_init_follows_pytorch_bounds():

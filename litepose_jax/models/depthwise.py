@@ -1,10 +1,21 @@
 """Depthwise k×k convolution with a backend-dependent implementation.
 
 XLA:CPU lowers grouped (depthwise) convolutions to a slow generic loop: a 7x7 depthwise conv runs 20-100x
-slower than PyTorch's CPU kernel (measured on our 2-core CI machine). Written as k·k shifted multiply-adds
-over the NHWC tensor it vectorises over channels and runs 10-17x faster. GPUs and TPUs have good native
-depthwise kernels, so there we keep `lax.conv_general_dilated`. Both give the same result (tested, forward
-and gradient).
+slower than PyTorch's CPU kernel (measured on our 2-core CI machine), and its autodiff gradients are as slow.
+Written as k·k shifted multiply-adds over the NHWC tensor it becomes one elementwise loop fusion that XLA
+vectorises over channels (10-17x faster). Plain autodiff of that formulation is slow again (49 padded
+scatters for the input gradient; for the kernel gradient 49 sliced reductions, which XLA:CPU runs
+latency-bound), so 'shift' carries a custom VJP built from the same kind of fused multiply-adds:
+
+  input gradient   stride 1: the same shifted sum over the cotangent with the flipped kernel;
+                   stride 2: four sub-pixel phases (each a stride-1 shifted sum with a sub-kernel),
+                   interleaved, so no multiply touches the zeros of a dilated cotangent.
+  kernel gradient  the products x[shifted]·g are summed over groups of G output columns inside one loop
+                   fusion (strided slices, unrolled adds), and only the G-times smaller result goes
+                   through a reduction over contiguous memory.
+
+GPUs and TPUs have good native depthwise kernels, so there we keep `lax.conv_general_dilated`. Both give
+the same result (tested, forward and gradients).
 
 Padding is symmetric k//2 on both sides, as in PyTorch (XLA's "SAME" would pad stride-2 convolutions
 asymmetrically).
@@ -12,11 +23,18 @@ asymmetrically).
 
 from __future__ import annotations
 
+import functools
+from typing import List, Sequence, Tuple
+
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 IMPLS = ('auto', 'xla', 'shift')
+
+# Output columns summed inside the kernel-gradient fusion before the final reduction (see module doc):
+# larger G shrinks the intermediate G-fold but makes the fused expression G times longer to compile.
+_KGRAD_GROUP = 8
 
 
 def resolve_impl(impl: str) -> str:
@@ -29,6 +47,7 @@ def resolve_impl(impl: str) -> str:
 
 
 def output_size(size: int, kernel_size: int, stride: int) -> int:
+  """Spatial output size of a conv with symmetric padding k//2."""
   pad = kernel_size // 2
   return (size + 2 * pad - kernel_size) // stride + 1
 
@@ -43,22 +62,137 @@ def depthwise_conv_xla(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.
       dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=c)
 
 
-def depthwise_conv_shift(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
-  """k·k shifted multiply-adds (fast on XLA:CPU). x [B,H,W,C], kernel [k,k,C] → [B,H',W',C]."""
+def _acc_dtype(dtype) -> jnp.dtype:
+  # Sums of 49 products lose too much in bf16/fp16: accumulate in float32 (free inside the fusion).
+  return jnp.promote_types(dtype, jnp.float32)
+
+
+def _shifted_sum(xp: jax.Array, taps: Sequence[Tuple[int, int, jax.Array]], out_hw: Tuple[int, int],
+                 stride: int) -> jax.Array:
+  """Σ_taps xp[:, oi + stride·i, oj + stride·j, :] · w for i < out_h, j < out_w (one loop fusion).
+
+  Args:
+    xp: [B, Hp, Wp, C], already padded so every tap stays in range.
+    taps: (oi, oj, w[C]) row offset, column offset and per-channel weight.
+    out_hw: (out_h, out_w).
+    stride: step between output positions in xp.
+  Returns:
+    [B, out_h, out_w, C] in xp's dtype.
+  """
+  b, _, _, c = xp.shape
+  ho, wo = out_hw
+  out = None
+  for oi, oj, w in taps:
+    patch = lax.slice(xp, (0, oi, oj, 0), (b, oi + stride * (ho - 1) + 1, oj + stride * (wo - 1) + 1, c),
+                      (1, stride, stride, 1))
+    term = patch * w
+    out = term if out is None else out + term
+  return out
+
+
+def _forward(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+  """Depthwise conv as k·k shifted multiply-adds, accumulated in float32."""
   k = kernel.shape[0]
   pad = k // 2
   _, h, w, _ = x.shape
-  ho, wo = output_size(h, k, stride), output_size(w, k, stride)
-  xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-  out = None
-  for i in range(k):
-    for j in range(k):
-      patch = lax.slice(xp, (0, i, j, 0), (xp.shape[0], i + stride * (ho - 1) + 1,
-                                            j + stride * (wo - 1) + 1, xp.shape[3]),
-                        (1, stride, stride, 1))
-      term = patch * kernel[i, j]
-      out = term if out is None else out + term
-  return out
+  acc = _acc_dtype(x.dtype)
+  xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))).astype(acc)
+  kernel = kernel.astype(acc)
+  taps = [(i, j, kernel[i, j]) for i in range(k) for j in range(k)]
+  out = _shifted_sum(xp, taps, (output_size(h, k, stride), output_size(w, k, stride)), stride)
+  return out.astype(x.dtype)
+
+
+def _phase_taps(k: int, pad: int, stride: int, r: int) -> List[Tuple[int, int]]:
+  """Input-gradient taps of output phase r: (kernel index d, cotangent offset o).
+
+  x position m = stride·u + r receives g[i]·w[d] for every stride·i + d − pad = m, i.e. d ≡ r + pad
+  (mod stride) and i = u + (r + pad − d)/stride = u + o.
+  """
+  return [(d, (r + pad - d) // stride) for d in range(k) if (r + pad - d) % stride == 0]
+
+
+def _input_grad(g: jax.Array, kernel: jax.Array, stride: int, in_hw: Tuple[int, int]) -> jax.Array:
+  """∂L/∂x of the depthwise conv: g [B,H',W',C], kernel [k,k,C] → [B,H,W,C] (float32)."""
+  k = kernel.shape[0]
+  pad = k // 2
+  h, w = in_hw
+  b, ho, wo, c = g.shape
+  # Phase (r, s) covers x[stride·u + r, stride·v + s]; each is a stride-1 shifted sum of g.
+  hc, wc = -(-h // stride), -(-w // stride)  # positions per phase (the largest phase)
+  rows = [_phase_taps(k, pad, stride, r) for r in range(stride)]
+  cols = [_phase_taps(k, pad, stride, s) for s in range(stride)]
+  lo_h = max(0, -min(o for taps in rows for _, o in taps))
+  lo_w = max(0, -min(o for taps in cols for _, o in taps))
+  hi_h = max(0, hc - 1 + max(o for taps in rows for _, o in taps) - (ho - 1))
+  hi_w = max(0, wc - 1 + max(o for taps in cols for _, o in taps) - (wo - 1))
+  gp = jnp.pad(g, ((0, 0), (lo_h, hi_h), (lo_w, hi_w), (0, 0)))
+  phases = [[_shifted_sum(gp, [(oi + lo_h, oj + lo_w, kernel[di, dj]) for di, oi in rows[r]
+                                for dj, oj in cols[s]], (hc, wc), 1)
+             for s in range(stride)] for r in range(stride)]
+  if stride == 1:
+    return phases[0][0]
+  # Interleave: [B, hc, stride, wc, stride, C] → [B, stride·hc, stride·wc, C], then crop odd sizes.
+  dx = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)
+  dx = dx.reshape(b, stride * hc, stride * wc, c)
+  return dx[:, :h, :w]
+
+
+def _kernel_grad(x: jax.Array, g: jax.Array, stride: int, k: int) -> jax.Array:
+  """∂L/∂kernel: Σ_{b,i,j} xpad[b, s·i+di, s·j+dj, c]·g[b,i,j,c] → [k,k,C] (float32).
+
+  One variadic reduction computes all k·k sums in a single pass over x and g (XLA:CPU fuses the shifted
+  products into it); separate sums would each re-read both tensors, and XLA hands a lone sum of a slice
+  to a library kernel that first copies the slice. The output rows are kept ([k·k, H', C], reduced over
+  batch and columns) which XLA:CPU runs 2x faster than the full reduction; the small remainder is summed
+  after. For stride 2 the padded x is split into its four (row, column) parity phases so that every tap
+  is a unit-stride slice of one phase.
+  """
+  b, h, w, c = x.shape
+  _, ho, wo, _ = g.shape
+  pad = k // 2
+  bottom = max(pad, stride * (ho - 1) + k - h - pad)
+  right = max(pad, stride * (wo - 1) + k - w - pad)
+  xp = jnp.pad(x, ((0, 0), (pad, bottom), (pad, right), (0, 0)))
+  phases = {(r, s): xp[:, r::stride, s::stride] for r in range(stride) for s in range(stride)}
+  products = []
+  for di in range(k):
+    for dj in range(k):
+      ph = phases[(di % stride, dj % stride)]
+      oi, oj = di // stride, dj // stride
+      products.append(lax.slice(ph, (0, oi, oj, 0), (b, oi + ho, oj + wo, c)) * g)
+  zeros = [jnp.zeros((), x.dtype)] * len(products)
+  rows = lax.reduce(products, zeros, lambda p, q: [u + v for u, v in zip(p, q)], (0, 2))  # k·k × [H', C]
+  return jnp.stack(rows).sum(axis=1).reshape(k, k, c)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _depthwise_shift(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+  return _forward(x, kernel, stride)
+
+
+def _depthwise_shift_fwd(x, kernel, stride):
+  return _forward(x, kernel, stride), (x, kernel)
+
+
+def _depthwise_shift_bwd(stride, res, g):
+  x, kernel = res
+  acc = _acc_dtype(x.dtype)
+  g32, x32 = g.astype(acc), x.astype(acc)
+  dx = _input_grad(g32, kernel.astype(acc), stride, x.shape[1:3])
+  dk = _kernel_grad(x32, g32, stride, kernel.shape[0])
+  return dx.astype(x.dtype), dk.astype(kernel.dtype)
+
+
+_depthwise_shift.defvjp(_depthwise_shift_fwd, _depthwise_shift_bwd)
+
+
+def depthwise_conv_shift(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
+  """k·k shifted multiply-adds with a custom VJP (fast on XLA:CPU). x [B,H,W,C], kernel [k,k,C] →
+  [B,H',W',C]."""
+  if kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 == 0:
+    raise ValueError(f'depthwise kernel must be square with odd size, got {kernel.shape}')
+  return _depthwise_shift(x, kernel, int(stride))
 
 
 def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int = 1, impl: str = 'auto') -> jax.Array:
@@ -68,7 +202,7 @@ def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int = 1, impl: str =
     x: [B, H, W, C] input.
     kernel: [k, k, C] one k×k filter per channel (PyTorch (C,1,k,k) transposed).
     stride: 1 or 2.
-    impl: 'auto' (backend-dependent), 'xla' (lax.conv) or 'shift' (multiply-adds).
+    impl: 'auto' (backend-dependent), 'xla' (lax.conv) or 'shift' (multiply-adds, custom VJP).
   Returns:
     [B, H', W', C] with H' = (H + 2·(k//2) − k)//stride + 1.
   """

@@ -75,12 +75,51 @@ class BatchNorm(nn.Module):
     return (xf * a + b).astype(self.dtype or x.dtype)
 
 
+@jax.custom_vjp
+def pointwise_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """1x1 convolution as a matmul over channels: x [B,H,W,Cin], kernel [Cin,Cout] → [B,H,W,Cout].
+
+  XLA:CPU runs the dot faster than the equivalent conv. The custom VJP fixes the layout of the kernel
+  gradient Σ_n x[n,:]ᵀ·g[n,:]: left to itself, XLA fuses a transposed copy of the (wide) cotangent into
+  the backward of the BN/activation that produces it, and that strided write was the most expensive op
+  of the train step. Here the operand with fewer channels is transposed instead, and g is read as is.
+  """
+  return jnp.einsum('bhwc,cd->bhwd', x, kernel)
+
+
+def _pointwise_fwd(x, kernel):
+  return pointwise_conv(x, kernel), (x, kernel)
+
+
+def _pointwise_bwd(res, g):
+  x, kernel = res
+  dx = jnp.einsum('bhwd,cd->bhwc', g, kernel)
+  cin, cout = kernel.shape
+  x2, g2 = x.reshape(-1, cin), g.reshape(-1, cout)
+  # The barrier materialises the transpose (XLA would otherwise fold it back into the dot).
+  if cin <= cout:
+    dk = lax.optimization_barrier(x2.T) @ g2
+  else:
+    dk = (lax.optimization_barrier(g2.T) @ x2).T
+  return dx, dk.astype(kernel.dtype)
+
+
+pointwise_conv.defvjp(_pointwise_fwd, _pointwise_bwd)
+
+
 class Conv(nn.Module):
-  """Dense k×k convolution, no bias, symmetric padding k//2, PyTorch init. [B,H,W,Cin] → [B,H',W',Cout]."""
+  """Dense k×k convolution, no bias, symmetric padding k//2, PyTorch init. [B,H,W,Cin] → [B,H',W',Cout].
+
+  Attributes:
+    impl: 'auto' | 'xla' | 'shift' (the depthwise switch). A 1x1 conv is a channel matmul either way;
+      'shift' (CPU) adds the custom VJP of `pointwise_conv`, whose forced transposes (optimisation
+      barriers) only pay off on XLA:CPU, and 'xla' leaves the gradient layout to the compiler.
+  """
   features: int
   kernel_size: int = 1
   stride: int = 1
   dtype: Dtype = jnp.float32
+  impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -88,8 +127,9 @@ class Conv(nn.Module):
     kernel = self.param('kernel', torch_uniform_init(cin * k * k), (k, k, cin, self.features), jnp.float32)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     if k == 1 and self.stride == 1:
-      # A 1x1 convolution is a matmul over channels; XLA:CPU runs the dot faster than the conv.
-      return jnp.einsum('bhwc,cd->bhwd', x, kernel[0, 0])
+      if depthwise.resolve_impl(self.impl) == 'xla':
+        return jnp.einsum('bhwc,cd->bhwd', x, kernel[0, 0])
+      return pointwise_conv(x, kernel[0, 0])
     pad = k // 2
     return lax.conv_general_dilated(x, kernel, (self.stride, self.stride), ((pad, pad), (pad, pad)),
                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
@@ -132,7 +172,7 @@ class ConvBN(nn.Module):
         raise ValueError(f'depthwise conv keeps channels: {x.shape[-1]} → {self.features}')
       x = DepthwiseConv(self.kernel_size, self.stride, self.impl, self.dtype, name='conv')(x)
     else:
-      x = Conv(self.features, self.kernel_size, self.stride, self.dtype, name='conv')(x)
+      x = Conv(self.features, self.kernel_size, self.stride, self.dtype, self.impl, name='conv')(x)
     x = BatchNorm(dtype=self.dtype, name='bn')(x, train)
     return self.act(x) if self.act is not None else x
 
@@ -174,23 +214,65 @@ class SepConv(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     y = ConvBN(x.shape[-1], self.kernel_size, depthwise=True, act=jax.nn.relu, impl=self.impl,
                dtype=self.dtype, name='depthwise')(x, train)
-    return Conv(self.features, 1, dtype=self.dtype, name='pointwise')(y)
+    return Conv(self.features, 1, dtype=self.dtype, impl=self.impl, name='pointwise')(y)
 
 
-def deconv_2x(x: jax.Array, kernel: jax.Array) -> jax.Array:
+# ConvTranspose2d(k=4, s=2, p=1) in sub-pixel form: output row 2m+r only sees input rows m+d for the
+# (kernel row a, offset d) pairs below, so each of the 4 output phases is a 2x2 convolution.
+_DECONV_TAPS = {0: ((1, 0), (3, -1)), 1: ((0, 1), (2, 0))}
+
+
+def deconv_2x_xla(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """ConvTranspose2d(k4, s2, p1) as XLA's native transposed convolution (see `deconv_2x`).
+
+  A stride-1 convolution of the 2x-dilated input (lhs_dilation), padded by 2, with the spatially flipped
+  kernel. GPUs/TPUs run it natively, and the TFLite converter maps it to its builtin TRANSPOSE_CONV
+  without batch-dependent reshapes, so this is the form used off CPU and for export.
+  """
+  return lax.conv_general_dilated(x, kernel[::-1, ::-1], window_strides=(1, 1), padding=((2, 2), (2, 2)),
+                                  lhs_dilation=(2, 2), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+def deconv_2x_subpixel(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """ConvTranspose2d(k4, s2, p1) as four sub-pixel matmuls (see `deconv_2x`), fast on XLA:CPU.
+
+  Written as a convolution of the dilated input, 3/4 of the multiplies hit inserted zeros, and XLA:CPU
+  runs that convolution (and its gradients) slowly. Instead each output phase (r, s) = (row mod 2,
+  column mod 2) is one matmul of the four neighbouring input pixels it depends on:
+  [B·H·W, 4·Cin] @ [4·Cin, Cout]; the four phases are then interleaved (a depth-to-space).
+  """
+  b, h, w, cin = x.shape
+  cout = kernel.shape[-1]
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  rows = []
+  for r in (0, 1):
+    cols = []
+    for s in (0, 1):
+      taps = [(a, di, bb, dj) for a, di in _DECONV_TAPS[r] for bb, dj in _DECONV_TAPS[s]]
+      patches = jnp.concatenate([lax.slice(xp, (0, 1 + di, 1 + dj, 0), (b, 1 + di + h, 1 + dj + w, cin))
+                                 for _, di, _, dj in taps], axis=-1)
+      weights = jnp.concatenate([kernel[a, bb] for a, _, bb, _ in taps], axis=0)
+      cols.append(jnp.einsum('bhwk,ko->bhwo', patches, weights))
+    rows.append(jnp.stack(cols, axis=3))  # [B, H, W, 2 (s), Cout]
+  return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, cout)  # [B, H, 2 (r), W, 2 (s), Cout]
+
+
+def deconv_2x(x: jax.Array, kernel: jax.Array, impl: str = 'auto') -> jax.Array:
   """PyTorch ConvTranspose2d(k=4, stride=2, padding=1), exactly 2x upsampling.
 
-  y[2i−1+a, 2j−1+b, o] += Σ_c x[i, j, c]·W[a, b, c, o] for a, b ∈ {0..3}: a stride-1 convolution of the
-  2x-dilated input, padded by 2, with the spatially flipped kernel.
+  y[2i−1+a, 2j−1+b, o] += Σ_c x[i, j, c]·W[a, b, c, o] for a, b ∈ {0..3}. Follows the depthwise switch:
+  'shift' (CPU) → `deconv_2x_subpixel`, 'xla' (GPU/TPU, export) → `deconv_2x_xla`; equal results.
 
   Args:
     x: [B, H, W, Cin].
     kernel: [4, 4, Cin, Cout], PyTorch's (Cin, Cout, 4, 4) weight transposed (not flipped).
+    impl: 'auto' | 'xla' | 'shift', resolved by `depthwise.resolve_impl`.
   Returns:
     [B, 2H, 2W, Cout].
   """
-  return lax.conv_general_dilated(x, kernel[::-1, ::-1], window_strides=(1, 1), padding=((2, 2), (2, 2)),
-                                  lhs_dilation=(2, 2), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  if depthwise.resolve_impl(impl) == 'xla':
+    return deconv_2x_xla(x, kernel)
+  return deconv_2x_subpixel(x, kernel)
 
 
 class Deconv(nn.Module):
@@ -198,13 +280,17 @@ class Deconv(nn.Module):
 
   PyTorch computes fan_in of a ConvTranspose2d weight (Cin, Cout, k, k) from dim 1, i.e. Cout·k·k; the
   default init follows that.
+
+  Attributes:
+    impl: 'auto' | 'xla' | 'shift', see `deconv_2x`.
   """
   features: int
   dtype: Dtype = jnp.float32
+  impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     cin = x.shape[-1]
     kernel = self.param('kernel', torch_uniform_init(self.features * 16), (4, 4, cin, self.features),
                         jnp.float32)
-    return deconv_2x(x.astype(self.dtype), kernel.astype(self.dtype))
+    return deconv_2x(x.astype(self.dtype), kernel.astype(self.dtype), self.impl)

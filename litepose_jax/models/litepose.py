@@ -36,8 +36,9 @@ class LitePose(nn.Module):
     num_keypoints: K (14 CrowdPose, 17 COCO).
     dtype: compute dtype (jnp.bfloat16 for mixed precision); parameters and BN statistics stay float32
       and outputs are returned in float32.
-    depthwise_impl: 'auto' | 'xla' | 'shift' (see `depthwise.py`); 'xla' for export, where the native op
-      maps to the phone runtime's depthwise kernel.
+    depthwise_impl: 'auto' | 'xla' | 'shift' (see `depthwise.py`): the CPU-fast forms of the depthwise
+      conv, the 1x1 conv gradient and the transposed conv ('shift'), or XLA's native ops ('xla': GPU/TPU,
+      and export, where they map to the phone runtime's builtin kernels).
   """
   arch: Arch
   num_keypoints: int
@@ -81,8 +82,8 @@ class LitePose(nn.Module):
     # figure says concatenate).
     def fuse(i, refined_in, raw_in):
       f = a.deconv_channels[i]
-      y = (Deconv(f, self.dtype, name=f'deconv_refined{i}')(refined_in) +
-           Deconv(f, self.dtype, name=f'deconv_raw{i}')(raw_in))
+      deconv = functools.partial(Deconv, f, self.dtype, self.depthwise_impl)
+      y = deconv(name=f'deconv_refined{i}')(refined_in) + deconv(name=f'deconv_raw{i}')(raw_in)
       return jax.nn.relu(BatchNorm(dtype=self.dtype, name=f'deconv_bn{i}')(y, train))
 
     sep = functools.partial(SepConv, impl=self.depthwise_impl, dtype=self.dtype)

@@ -1,0 +1,126 @@
+"""The CPU depthwise convolution ('shift', custom VJP) against XLA's native grouped convolution.
+
+The oracle is `lax.conv_general_dilated` with feature_group_count = C and PyTorch's symmetric padding,
+called here directly, so a bug in `depthwise.py` cannot hide in the oracle. Forward and both gradients
+are compared for kernels 3/5/7, strides 1/2, odd and even sizes; bf16 runs; and the full model (a small
+architecture, every layer type) gives the same outputs and gradients with 'xla' and 'shift' (the switch
+also selects the 1x1-conv VJP and the transposed-conv form; both deconv forms are checked against a NumPy
+formula in test_model.py).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from litepose_jax import models
+from litepose_jax.models import depthwise
+
+
+def _oracle(x, kernel, stride):
+  k, c = kernel.shape[0], x.shape[-1]
+  return lax.conv_general_dilated(x, kernel.reshape(k, k, 1, c), (stride, stride),
+                                  ((k // 2, k // 2), (k // 2, k // 2)),
+                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=c,
+                                  precision=lax.Precision.HIGHEST)
+
+
+def _value_and_grads(fn, x, kernel, cotangent):
+  y, vjp = jax.vjp(fn, x, kernel)
+  return (y,) + vjp(cotangent)
+
+
+def _assert_close(got, want, rtol, what, floor=1e-30):
+  """max|got − want| ≤ rtol·max(max|want|, floor): relative to the tensor's scale, not per element."""
+  got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+  assert got.shape == want.shape, (what, got.shape, want.shape)
+  err = np.abs(got - want).max() / max(np.abs(want).max(), floor)
+  assert err <= rtol, f'{what}: max|diff|/max|want| = {err:.2e} > {rtol:.0e}'
+
+
+# (batch, H, W, C): odd and even sizes, a non-square one, channels not a multiple of the vector width.
+SHAPES = [(2, 9, 12, 5), (1, 16, 11, 20)]
+
+
+@pytest.mark.parametrize('kernel_size', [3, 5, 7])
+@pytest.mark.parametrize('stride', [1, 2])
+def test_shift_equals_native_conv_forward_and_gradients(kernel_size, stride):
+  rng = np.random.default_rng(kernel_size * 10 + stride)
+  for shape in SHAPES:
+    x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+    kernel = jnp.asarray(rng.normal(size=(kernel_size, kernel_size, shape[-1])), jnp.float32)
+    out_shape = jax.eval_shape(lambda a, b: _oracle(a, b, stride), x, kernel).shape
+    cot = jnp.asarray(rng.normal(size=out_shape), jnp.float32)
+    want = _value_and_grads(lambda a, b: _oracle(a, b, stride), x, kernel, cot)
+    fn = jax.jit(lambda a, b, c: _value_and_grads(lambda p, q: depthwise.depthwise_conv_shift(p, q, stride),
+                                                  a, b, c))
+    got = fn(x, kernel, cot)
+    for name, g, w in zip(('output', 'd/dx', 'd/dkernel'), got, want):
+      _assert_close(g, w, 2e-6, f'{name} k={kernel_size} s={stride} {shape}')
+
+
+def test_shift_bfloat16_matches_float32_oracle():
+  # bf16 inputs, float32 accumulation inside: the error is bf16 rounding of inputs and result only.
+  rng = np.random.default_rng(0)
+  x32 = jnp.asarray(rng.normal(size=(2, 10, 10, 24)), jnp.float32)
+  k32 = jnp.asarray(rng.normal(size=(7, 7, 24)), jnp.float32)
+  x, kernel = x32.astype(jnp.bfloat16), k32.astype(jnp.bfloat16)
+  for stride in (1, 2):
+    cot = jnp.asarray(rng.normal(size=_oracle(x32, k32, stride).shape), jnp.bfloat16)
+    want = _value_and_grads(lambda a, b: _oracle(a, b, stride), x.astype(jnp.float32),
+                            kernel.astype(jnp.float32), cot.astype(jnp.float32))
+    got = jax.jit(lambda a, b, c: _value_and_grads(
+        lambda p, q: depthwise.depthwise_conv_shift(p, q, stride), a, b, c))(x, kernel, cot)
+    for name, g, w in zip(('output', 'd/dx', 'd/dkernel'), got, want):
+      assert g.dtype == jnp.bfloat16, (name, g.dtype)
+      _assert_close(g, w, 1e-2, f'bf16 {name} s={stride}')
+
+
+def test_auto_picks_shift_on_cpu_and_rejects_unknown_impl():
+  assert jax.default_backend() == 'cpu'
+  assert depthwise.resolve_impl('auto') == 'shift'
+  assert depthwise.resolve_impl('xla') == 'xla'
+  with pytest.raises(ValueError, match='depthwise impl'):
+    depthwise.resolve_impl('fast')
+
+
+# A LitePose with every layer type (stem, stride-2 and residual 7x7 blocks, a 5x5 block, the deconv head
+# and SepConv outputs) but one or two blocks per stage, so that both implementations compile quickly.
+SMALL_ARCH = {
+    'img_size': 64, 'input_channel': 8, 'deconv_setting': [8, 8, 8],
+    'backbone_setting': [
+        {'num_blocks': 2, 'stride': 2, 'channel': 8, 'block_setting': [[6, 7], [6, 7]]},
+        {'num_blocks': 1, 'stride': 2, 'channel': 16, 'block_setting': [[6, 5]]},
+        {'num_blocks': 1, 'stride': 2, 'channel': 16, 'block_setting': [[3, 7]]},
+        {'num_blocks': 1, 'stride': 1, 'channel': 24, 'block_setting': [[6, 7]]},
+    ]}
+
+
+def test_full_model_shift_equals_xla_forward_and_gradient():
+  k = 3
+  ref_model = models.create(SMALL_ARCH, k, depthwise_impl='xla')
+  variables = models.init_variables(ref_model, jax.random.PRNGKey(0), 64, batch=2)
+  rng = np.random.default_rng(1)
+  images = jnp.asarray(rng.normal(size=(2, 64, 48, 3)), jnp.float32)
+  t4 = jnp.asarray(rng.normal(size=(2, 16, 12, 2 * k)), jnp.float32)
+  t2 = jnp.asarray(rng.normal(size=(2, 32, 24, k)), jnp.float32)
+
+  def run(model, variables, images, t4, t2):
+    def loss(params):
+      (q, h), upd = model.apply({'params': params, 'batch_stats': variables['batch_stats']}, images,
+                                train=True, mutable=['batch_stats'])
+      return jnp.sum(q * t4) + jnp.sum(h * t2), upd['batch_stats']
+    (value, stats), grads = jax.value_and_grad(loss, has_aux=True)(variables['params'])
+    return value, stats, grads, model.apply(variables, images, train=False)
+
+  args = (variables, images, t4, t2)  # arguments, not closed-over constants (XLA would fold them)
+  want = jax.jit(lambda *a: run(ref_model, *a))(*args)
+  # 'auto' is 'shift' on CPU (test above): one compile of the shift model covers both.
+  shift_model = models.create(SMALL_ARCH, k, depthwise_impl='shift')
+  got = jax.jit(lambda *a: run(shift_model, *a))(*args)
+  _assert_close(got[0], want[0], 1e-5, 'train loss')
+  for (path, g), w in zip(jax.tree_util.tree_leaves_with_path(got[1:]), jax.tree.leaves(want[1:])):
+    # Gradients pass through train-mode BN and sums over every pixel: float32 summation-order noise
+    # reaches ~3e-5 of a tensor's scale. floor 1: BN running means of zero-mean features are ~1e-9 (rounding noise) in both implementations.
+    _assert_close(g, w, 1e-4, jax.tree_util.keystr(path), floor=1.0)
