@@ -231,3 +231,24 @@ def test_large_heatmap_batch_matches_numpy_oracle():
                                           g[y0 - yi + 7:y1 - yi + 7, x0 - xi + 7:x1 - xi + 7])
   np.testing.assert_allclose(ours, want, atol=1e-6)
   assert (want > 0).any(axis=(1, 2)).sum() > b * k // 2  # the case is not vacuous
+
+
+def test_supervising_outside_the_image_keeps_only_ignore_regions_masked():
+  """mask_outside=False: a zoomed-out, rotated crop keeps every grid pixel without ignore regions; with
+  regions, the masked pixels are the oracle's masked pixels inside the image (ignored) and none outside."""
+  rng = np.random.default_rng(5)
+  ks = kp_lib.get('coco')
+  image, kps, ignore, area, _ = _random_case(rng, 3, ks)
+  aug = dict(aug_scale=1.5, rot=25.0, dx=30, dy=-20, flip=True)  # black border on every side
+  authors = targets.make_train_example(image, kps, None, aug, 256, 'coco', area=area)
+  assert all(m.mean() < 0.9 for m in authors['masks'])  # the authors' rule drops the border
+  free = targets.make_train_example(image, kps, None, aug, 256, 'coco', area=area, mask_outside=False)
+  assert all(m.min() == 1.0 for m in free['masks'])
+  regions = targets.make_train_example(image, kps, ignore, aug, 256, 'coco', area=area, mask_outside=False)
+  ref_inside = oracle_example(image, kps, np.ones_like(ignore), aug, 256, ks, area)['masks']
+  ref_keep = oracle_example(image, kps, 1 - ignore, aug, 256, ks, area)['masks']
+  for s in range(2):
+    ignored = (ref_inside[s] == 1) & (ref_keep[s] == 0)  # inside the image and in a region
+    assert ignored.sum() > 50
+    assert (regions['masks'][s] != (~ignored).astype(np.float32)).mean() <= 0.005
+    np.testing.assert_array_equal(regions['heatmaps'][s], free['heatmaps'][s])

@@ -97,7 +97,8 @@ def _train_fns(config, process_index: int):
   keypoint_set = kp_lib.get(config.dataset.keypoints)
   size = _input_size(config)
   max_people = int(config.input.get('max_people', 30))
-  per_sample, per_batch = targets.train_transform(size, keypoint_set, float(config.input.sigma), max_people)
+  per_sample, per_batch = targets.train_transform(size, keypoint_set, float(config.input.sigma), max_people,
+                                                  mask_outside=bool(config.input.get('mask_outside_image', True)))
   base_seed = tf.constant([int(config.seed), process_index], tf.int64)
 
   # No autograph: the code has no Python control flow on tensors, and converting it took ~10 s of tracing.

@@ -255,7 +255,7 @@ def _mask_grid(matrix, image_hw, flip, res: int):
 
 
 def keep_masks(ignore_rle: tf.Tensor, image_hw: tf.Tensor, matrix: tf.Tensor, res: int,
-               flip: tf.Tensor) -> tf.Tensor:
+               flip: tf.Tensor, mask_outside: bool = True) -> tf.Tensor:
   """The authors' mask targets for a batch: (1 − ignore) warped to R×R (zero border), flipped, > 0.5.
 
   The image border part is exact: the bilinear warp of the all-ones mask (its coverage) > 0.5. Inside the
@@ -271,11 +271,16 @@ def keep_masks(ignore_rle: tf.Tensor, image_hw: tf.Tensor, matrix: tf.Tensor, re
     matrix: [B,2,3] image → grid affines.
     res: R.
     flip: [B] bool, reverse the columns.
+    mask_outside: the authors' rule, pixels outside the warped image are not used. False supervises them
+      (target 0 there): the network then learns that the black border, which the test-time path also
+      pads with, holds no joint (ignore regions still apply, read at the nearest image pixel).
 
   Returns:
     [B,R,R] float32 in {0, 1}, 1 = use.
   """
   inside, index = _call(_mask_grid, {'res': res}, matrix, tf.cast(image_hw, tf.int32), tf.cast(flip, tf.bool))
+  if not mask_outside:
+    inside = tf.ones_like(inside)
   keep = tf.cond(tf.size(ignore_rle) > 0,
                  lambda: inside & ~rle_lookup(tf.cast(ignore_rle, tf.int32), index), lambda: inside)
   return tf.reshape(tf.cast(keep, tf.float32), [-1, res, res])

@@ -141,7 +141,7 @@ def tag_joints(keypoints: tf.Tensor, people: tf.Tensor, res: int, max_people: in
 
 
 def get_batch_targets(num_joints: int, output_sizes: Sequence[int], sigma: float = 2.0,
-                      max_people: int = 30) -> transforms.Op:
+                      max_people: int = 30, mask_outside: bool = True) -> transforms.Op:
   """Builds the targets of every output scale for a batch of examples.
 
   Runs after `.batch()`: TF pays its per-op cost once per batch instead of once per sample, and the
@@ -151,7 +151,7 @@ def get_batch_targets(num_joints: int, output_sizes: Sequence[int], sigma: float
     'ignore_rle' [B,C] (zero-padded), 'image_hw' [B,2], 'matrix_s' [B,2,3], 'flip' [B]
     (transforms.get_grid_keypoints adds them).
   Adds 'heatmaps_s' [B,R,R,K] float32, 'masks_s' [B,R,R] float32, 'joints_s' [B,N,K,2] int32.
-  Removes the keys it reads.
+  Removes the keys it reads. mask_outside: see resample.keep_masks (True: the authors' masks).
   """
   def op(features):
     features = dict(features)
@@ -163,14 +163,15 @@ def get_batch_targets(num_joints: int, output_sizes: Sequence[int], sigma: float
     for s, res in enumerate(output_sizes):
       kp = features.pop(f'keypoints_{s}')
       features[f'heatmaps_{s}'] = heatmaps(kp, res, num_joints, sigma)
-      features[f'masks_{s}'] = resample.keep_masks(ignore_rle, hw, features.pop(f'matrix_{s}'), res, flip)
+      features[f'masks_{s}'] = resample.keep_masks(ignore_rle, hw, features.pop(f'matrix_{s}'), res, flip,
+                                                         mask_outside)
       features[f'joints_{s}'] = tag_joints(kp, people, res, max_people)
     return features
   return op
 
 
 def train_transform(input_size: int, keypoint_set: kp_lib.KeypointSet, sigma: float = 2.0,
-                    max_people: int = 30, decoded: bool = False):
+                    max_people: int = 30, decoded: bool = False, mask_outside: bool = True):
   """The training transform given the draws (spec d.1 + b), as a per-sample op and a per-batch op.
 
   Per sample: input geometry → decode (the crop) → affine, flip, normalise of the image. Per batch (after
@@ -190,7 +191,7 @@ def train_transform(input_size: int, keypoint_set: kp_lib.KeypointSet, sigma: fl
                 transforms.get_crop_region() if decoded else transforms.get_decode_region(),
                 transforms.get_warp_input(input_size)]
   batch_ops = [transforms.get_grid_keypoints(sizes, keypoint_set.flip_index),
-               get_batch_targets(keypoint_set.num_keypoints, sizes, sigma, max_people)]
+               get_batch_targets(keypoint_set.num_keypoints, sizes, sigma, max_people, mask_outside)]
 
   def chain(ops):
     def op(features):
@@ -204,7 +205,8 @@ def train_transform(input_size: int, keypoint_set: kp_lib.KeypointSet, sigma: fl
 def make_train_example(image: np.ndarray, keypoints: np.ndarray, ignore_mask: Optional[np.ndarray],
                        aug: Mapping[str, float], input_size: int,
                        dataset: Union[str, kp_lib.KeypointSet], *, sigma: float = 2.0,
-                       max_people: int = 30, area: Optional[np.ndarray] = None) -> dict:
+                       max_people: int = 30, area: Optional[np.ndarray] = None,
+                       mask_outside: bool = True) -> dict:
   """One training example with FIXED augmentation, eagerly, through the pipeline's TF code.
 
   Args:
@@ -217,6 +219,7 @@ def make_train_example(image: np.ndarray, keypoints: np.ndarray, ignore_mask: Op
     sigma: heatmap sigma.
     max_people: N.
     area: [P] person areas used only when P > N (default: the box around the labelled joints).
+    mask_outside: False also supervises the pixels outside the warped image (resample.keep_masks).
 
   Returns:
     dict of NumPy arrays: 'image' [I,I,3] float32 normalised, 'heatmaps' [[R,R,K] per scale], 'masks'
@@ -246,7 +249,8 @@ def make_train_example(image: np.ndarray, keypoints: np.ndarray, ignore_mask: Op
               'dx': tf.constant(int(aug['dx']), tf.int32), 'dy': tf.constant(int(aug['dy']), tf.int32),
               'flip': tf.constant(bool(aug['flip']))},
   }
-  per_sample, per_batch = train_transform(input_size, keypoint_set, sigma, max_people, decoded=True)
+  per_sample, per_batch = train_transform(input_size, keypoint_set, sigma, max_people, decoded=True,
+                                          mask_outside=mask_outside)
   out = per_batch(tf.nest.map_structure(lambda v: v[None], per_sample(features)))
   scales = range(len(output_sizes_for(input_size)))
   return {'image': out['image'][0].numpy(),
