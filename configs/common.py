@@ -35,6 +35,8 @@ def get_config(arch: str = 'xs', dataset: str = 'crowdpose') -> ml_collections.C
   c.dataset.synthetic_train_images = 512  # 'synthetic' only: generated once, cached under data/synthetic/
   c.dataset.synthetic_val_images = 64
   c.dataset.synthetic_seed = 0
+  c.dataset.synthetic_max_people = 8     # people per image: 1..max
+  c.dataset.synthetic_min_torso = 0.12   # smallest torso / short side (largest 0.4)
   c.dataset.skip_bad_samples = False   # skip (and count) unreadable images instead of failing
 
   c.input = ml_collections.ConfigDict()
@@ -48,6 +50,7 @@ def get_config(arch: str = 'xs', dataset: str = 'crowdpose') -> ml_collections.C
   c.input.max_translate = 40           # pixels at scale 1 (·s)
   c.input.flip_prob = 0.5
   c.input.sigma = 2.0                  # Gaussian heatmap sigma at both scales
+  c.input.mask_outside_image = True    # the authors: no loss outside the warped image (see data/resample.py)
 
   c.loss = ml_collections.ConfigDict()
   c.loss.heatmap_factors = (1.0, 1.0)  # per output scale

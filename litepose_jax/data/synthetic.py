@@ -9,7 +9,9 @@ The set is written once as COCO json + JPEGs under <data_dir>/synthetic/ and the
 15 ms per image on one (loaded) core of the dev VM, e.g. the default 512 + 64 images in ~10 s, once.
 
 Config keys (all optional, read with .get): dataset.synthetic_train_images (default 512),
-dataset.synthetic_val_images (64), dataset.synthetic_seed (0).
+dataset.synthetic_val_images (64), dataset.synthetic_seed (0), dataset.synthetic_max_people (8) and
+dataset.synthetic_min_torso (0.12: the smallest torso length as a fraction of the image's short side;
+the largest is 0.4). The demo uses fewer, larger people so that a CPU learns them in minutes.
 """
 
 from __future__ import annotations
@@ -97,8 +99,9 @@ def _draw_person(img, label, index, joints_xy, keypoint_set, names, thickness, c
       cv2.circle(target, head, head_radius, value, -1)
 
 
-def render_image(n: int, keypoint_set: kp_lib.KeypointSet, seed: int, split: str):
-  """Image n of a split.
+def render_image(n: int, keypoint_set: kp_lib.KeypointSet, seed: int, split: str, max_people: int = 8,
+                 min_torso: float = 0.12):
+  """Image n of a split: 1..max_people people, torso length in [min_torso, 0.4] x the short side.
 
   Returns:
     (image [H,W,3] uint8 BGR, annotations: list of dicts with 'keypoints' [K,3], 'bbox', 'area').
@@ -112,8 +115,8 @@ def render_image(n: int, keypoint_set: kp_lib.KeypointSet, seed: int, split: str
   if missing:
     raise ValueError(f'synthetic data has no template for joints {missing} of {keypoint_set.name!r}')
   people = []
-  for _ in range(int(rng.integers(1, 9))):
-    unit = math.exp(rng.uniform(math.log(0.12), math.log(0.4))) * min(h, w)  # torso length in px
+  for _ in range(int(rng.integers(1, max_people + 1))):
+    unit = math.exp(rng.uniform(math.log(min_torso), math.log(0.4))) * min(h, w)  # torso length in px
     centre = rng.uniform([-0.1 * w, -0.1 * h], [1.1 * w, 1.1 * h])
     pose = _pose(rng)
     people.append({nm: centre + unit * pose[nm] for nm in names} | {'_unit': unit})
@@ -168,7 +171,7 @@ def _crowd_index(anns: list) -> float:
 
 
 def generate(out_dir: str, split: str, num_images: int, keypoint_set: kp_lib.KeypointSet | str,
-             seed: int = 0) -> str:
+             seed: int = 0, max_people: int = 8, min_torso: float = 0.12) -> str:
   """Writes `num_images` images to out_dir/<split>/ and their COCO json to out_dir/<split>.json.
 
   Returns:
@@ -179,7 +182,7 @@ def generate(out_dir: str, split: str, num_images: int, keypoint_set: kp_lib.Key
   os.makedirs(image_dir, exist_ok=True)
   images, annotations = [], []
   for n in range(num_images):
-    img, anns = render_image(n, keypoint_set, seed, split)
+    img, anns = render_image(n, keypoint_set, seed, split, max_people, min_torso)
     image_id = n + 1
     file_name = f'{image_id:06d}.jpg'
     cv2.imwrite(os.path.join(image_dir, file_name), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
@@ -211,14 +214,20 @@ def ensure(config, split: str, data_dir: Optional[str] = None) -> tuple[str, str
   keypoint_set = kp_lib.get(ds.keypoints)
   num = int(ds.get(f'synthetic_{split}_images', 512 if split == 'train' else 64))
   seed = int(ds.get('synthetic_seed', 0))
+  max_people = int(ds.get('synthetic_max_people', 8))
+  min_torso = float(ds.get('synthetic_min_torso', 0.12))
+  if not 1 <= max_people or not 0 < min_torso <= 0.4:
+    raise ValueError(f'synthetic_max_people={max_people} must be >= 1 and synthetic_min_torso={min_torso} '
+                     'in (0, 0.4]')
   root = os.path.join(data_dir or ds.data_dir, 'synthetic')
-  final = os.path.join(root, f'{keypoint_set.name}-v{VERSION}-seed{seed}-{split}{num}')
+  shape = '' if (max_people, min_torso) == (8, 0.12) else f'-people{max_people}-torso{min_torso:g}'
+  final = os.path.join(root, f'{keypoint_set.name}-v{VERSION}-seed{seed}{shape}-{split}{num}')
   ann_file = os.path.join(final, f'{split}.json')
   if not os.path.exists(ann_file):
     os.makedirs(root, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix='.tmp-', dir=root)
     try:
-      generate(tmp, split, num, keypoint_set, seed)
+      generate(tmp, split, num, keypoint_set, seed, max_people, min_torso)
       try:
         os.rename(tmp, final)
       except OSError:  # another process finished first
