@@ -21,9 +21,14 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m litepose_jax.demo
 
+# Speed and memory (medians of repeated runs; see each script's docstring). Takes about an hour here.
 bench: $(STAMP)
 	$(PY) bench/inference.py
+	$(PY) bench/train_step.py
+	$(PY) bench/decode.py
+	$(PY) bench/input_pipeline.py
 	$(PY) bench/evaluation.py
+	$(PY) bench/export.py
 
 clean:
 	rm -rf $(VENV) .cache
