@@ -1,42 +1,95 @@
-"""Interim `make demo`: model summary and one jitted forward pass of LitePose-XS on a real sample image.
+"""`make demo`: train the demo LitePose on the synthetic set on CPU, evaluate it, draw its predictions.
 
-(The training issue replaces this with: build the synthetic set, train configs/demo.py, evaluate.)
+  python -m litepose_jax.demo [--workdir=workdirs/demo] [--config.num_train_steps=...]
+
+1. The synthetic multi-person set (configs/demo.py: dataset 'synthetic') is generated once and cached
+   under data/synthetic/ by the data pipeline.
+2. configs/demo.py is trained with train_lib (checkpoints in <workdir>/checkpoints: re-running resumes,
+   and a finished run only re-evaluates).
+3. The final checkpoint is evaluated on the synthetic validation split (AP table printed; results.json,
+   metrics.json and the worst images under <workdir>/eval_<step>/).
+4. Predicted skeletons of the first validation images are drawn beside the ground truth into
+   <workdir>/predictions/.
 """
 
+import json
+import logging
+import os
 import pathlib
+import sys
 import time
 
-import cv2
-import jax
-import jax.numpy as jnp
-import numpy as np
+from absl import app
+from absl import flags
+from ml_collections import config_flags
 
-from litepose_jax import model_info, models
+_REPO = pathlib.Path(__file__).resolve().parents[1]
+config_flags.DEFINE_config_file('config', str(_REPO / 'configs' / 'demo.py'), 'Demo config.',
+                                lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', 'workdirs/demo', 'Checkpoints, metrics and drawings go here.')
+_NUM_DRAWN = flags.DEFINE_integer('num_drawn', 8, 'Validation images drawn with their predictions.')
 
-SAMPLE = pathlib.Path(__file__).resolve().parents[1] / 'tests' / 'data' / 'crowdpose_sample' / '103319.jpg'
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+def draw_predictions(config, ckpt_dir: str, out_dir: pathlib.Path, num: int) -> list:
+  """Draws the model's people beside the ground truth on the first `num` validation images.
+
+  Returns:
+    The written PNG paths.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from litepose_jax import eval_lib, inference, visualize  # pylint: disable=g-import-not-at-top
+  from litepose_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  ann_file, image_dir = synthetic.ensure(config, 'val')
+  with open(ann_file) as f:
+    data = json.load(f)
+  model, variables, keypoint_set, input_size = eval_lib.load_model(config, ckpt_dir)
+  predictor = eval_lib.make_predictor(config, model, variables, keypoint_set, input_size)
+  images = sorted(data['images'], key=lambda im: im['id'])[:num]
+  pixels = [inference.read_rgb(os.path.join(image_dir, im['file_name'])) for im in images]
+  out_dir.mkdir(parents=True, exist_ok=True)
+  written = []
+  for im, image, pred in zip(images, pixels, predictor.predict(pixels)):
+    gt = np.array([np.reshape(a['keypoints'], (-1, 3)) for a in data['annotations']
+                   if a['image_id'] == im['id'] and a.get('num_keypoints', 0) > 0]).reshape(-1, keypoint_set.num_keypoints, 3)
+    keep = pred.scores >= 0.1  # the decoder always returns its 30 slots; weak ones are not people
+    left = visualize.draw_people(image, pred.keypoints[keep], keypoint_set.skeleton, pred.scores[keep])
+    right = visualize.draw_ground_truth(image, gt, keypoint_set.skeleton)
+    path = out_dir / f'{im["id"]:04d}.png'
+    visualize.write_rgb(str(path), visualize.side_by_side(left, right))
+    written.append(str(path))
+  return written
 
 
-def main():
-  model = models.create('xs', 14)
-  info = model_info.count(model)
-  print(f'LitePose-XS: {info["params"]:,} parameters, {info["macs"] / 1e9:.3f} GMACs '
-        f'({info["macs_published"] / 1e9:.2f} G published convention)')
-  image = cv2.cvtColor(cv2.imread(str(SAMPLE)), cv2.COLOR_BGR2RGB)
-  x = cv2.resize(image, (256, 256)).astype(np.float32) / 255.0
-  x = jnp.asarray(((x - MEAN) / STD)[None])
-  variables = models.init_variables(model, jax.random.PRNGKey(0))
-  forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
-  t0 = time.perf_counter()
-  jax.block_until_ready(forward(variables, x))
-  t1 = time.perf_counter()
-  out_q, out_h = jax.block_until_ready(forward(variables, x))
-  t2 = time.perf_counter()
-  print(f'{SAMPLE.name}: input {tuple(x.shape)} → heatmaps+tags {tuple(out_q.shape)}, '
-        f'heatmaps {tuple(out_h.shape)}')
-  print(f'compile {t1 - t0:.1f} s, forward {1000 * (t2 - t1):.0f} ms (random weights: untrained output)')
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s', force=True)
+  logging.getLogger('absl').setLevel(logging.WARNING)   # orbax logs every save at INFO
+  logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)   # "no TPU backend" on CPU
+  import jax  # pylint: disable=g-import-not-at-top
+  # A second `make demo` (or one after an interruption) reuses the compiled programs.
+  jax.config.update('jax_compilation_cache_dir', str(_REPO / '.cache' / 'jax'))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+  from litepose_jax import evaluation, train_lib  # pylint: disable=g-import-not-at-top
+  config = flags.FLAGS.config
+  workdir = pathlib.Path(_WORKDIR.value).absolute()
+  start = time.perf_counter()
+  result = train_lib.train_and_evaluate(config, workdir)
+  minutes = (time.perf_counter() - start) / 60
+  metrics = result['eval']
+  if not metrics:
+    print('the run was stopped before its end: run `make demo` again to resume', file=sys.stderr)
+    return 1
+  drawn = draw_predictions(config, str(workdir / 'checkpoints'), workdir / 'predictions', _NUM_DRAWN.value)
+  print()
+  print(f'LitePose demo: {result["step"]} steps on the synthetic set, {minutes:.1f} min in this run '
+        f'(earlier runs of the same workdir not counted)')
+  print(evaluation.format_table({k: v for k, v in metrics.items() if k != 'images_per_second'}))
+  print(f'evaluation: {workdir}/eval_{result["step"]}/ (results.json, metrics.json, worst_images/)')
+  print(f'predicted skeletons (left) beside the ground truth (right): {len(drawn)} PNGs in '
+        f'{workdir / "predictions"}')
+  return 0
 
 
 if __name__ == '__main__':
-  main()
+  app.run(lambda argv: sys.exit(main(argv)))
