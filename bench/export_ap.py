@@ -1,0 +1,103 @@
+"""AP of exported TFLite files (fp32 / fp16 / int8, network only) beside the JAX model, on a labelled split.
+
+  python bench/export_ap.py --ckpt=workdirs/demo                       # the demo model, synthetic val
+  python bench/export_ap.py --ckpt=CKPT --gt=GT.json --images=DIR [--quantize none,fp16,int8]
+
+Each file is written by the export CLI at the architecture's square input size and run through
+export.predictor.TFLitePredictor (same resize, flip test, aggregation, jitted decoder and back-projection
+as the JAX inference.Predictor; LiteRT resizes the static file to each padded test shape). int8 is
+calibrated on --calibration images (default: the split's own images). The AP of every path comes from
+litepose_jax.evaluation on the same ground truth; the AP table and ms per image (whole test path,
+compilation excluded) are printed.
+"""
+
+import json
+import os
+import pathlib
+import statistics
+import sys
+import tempfile
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `python bench/export_ap.py` from a checkout
+  sys.path.insert(0, str(REPO))
+
+_CKPT = flags.DEFINE_string('ckpt', 'workdirs/demo', 'Checkpoint (training workdir or checkpoint dir).')
+_GT = flags.DEFINE_string('gt', None, 'COCO-format ground truth (default: the demo\'s synthetic val).')
+_IMAGES = flags.DEFINE_string('images', None, 'Image folder of --gt.')
+_QUANT = flags.DEFINE_list('quantize', ['none', 'fp16', 'int8'], 'Quantisation modes to export.')
+_CALIB = flags.DEFINE_string('calibration', None, 'int8 calibration images (default: --images).')
+_MAX = flags.DEFINE_integer('max_images', 0, 'Evaluate the first N images (0: all).')
+
+
+def _split():
+  if _GT.value:
+    return _GT.value, _IMAGES.value
+  from configs import demo  # pylint: disable=g-import-not-at-top
+  from litepose_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  return synthetic.ensure(demo.get_config(), 'val')
+
+
+def _ap(predictor, images, ids, ann_file, keypoint_set):
+  """(metrics, median ms per image of the steady runs) of a predictor over the images."""
+  from litepose_jax import evaluation  # pylint: disable=g-import-not-at-top
+  results = []
+  for image_id, pred in zip(ids, predictor.predict(images)):
+    for kp, s in zip(pred.keypoints, pred.scores):
+      results.append({'image_id': int(image_id), 'category_id': 1,
+                      'keypoints': [float(v) for v in kp.reshape(-1)], 'score': float(s)})
+  gt = json.loads(pathlib.Path(ann_file).read_text())
+  ids_set = set(int(i) for i in ids)
+  gt = dict(gt, images=[im for im in gt['images'] if im['id'] in ids_set],
+            annotations=[a for a in gt['annotations'] if a['image_id'] in ids_set])
+  metrics = evaluation.evaluate(gt, results, keypoint_set)
+  steady = [1000 * t / n for n, t, first in predictor.batch_times if not first]
+  return metrics, (statistics.median(steady) if steady else float('nan'))
+
+
+def main(argv):
+  del argv
+  from configs import common  # pylint: disable=g-import-not-at-top
+  from litepose_jax import checkpoint, eval_lib, inference  # pylint: disable=g-import-not-at-top
+  from litepose_jax.export import __main__ as export_cli  # pylint: disable=g-import-not-at-top
+  from litepose_jax.export import predictor as tfl_predictor  # pylint: disable=g-import-not-at-top
+
+  ann_file, image_dir = _split()
+  data = json.loads(pathlib.Path(ann_file).read_text())
+  ims = sorted(data['images'], key=lambda im: im['id'])[:_MAX.value or None]
+  images = [inference.read_rgb(os.path.join(image_dir, im['file_name'])) for im in ims]
+  ids = [im['id'] for im in ims]
+  loaded = checkpoint.load_model(_CKPT.value)
+  ks = loaded.keypoint_set
+  config = common.get_config('xs', ks.name)
+  config.eval.batch_size = 1  # TFLitePredictor runs image by image: compare like with like
+  model, variables, ks, size = eval_lib.load_model(config, _CKPT.value)
+  rows = [('JAX float32', *_ap(eval_lib.make_predictor(config, model, variables, ks, size), images, ids,
+                                ann_file, ks))]
+  calib = _CALIB.value or image_dir
+  with tempfile.TemporaryDirectory() as tmp:
+    for mode in _QUANT.value:
+      out = os.path.join(tmp, f'{mode}.tflite')
+      flags_ = [f'--ckpt={_CKPT.value}', f'--out={out}', f'--quantize={mode}', '--no-verify']
+      if mode == 'int8':
+        flags_.append(f'--calibration={calib}')
+      if export_cli.main(flags_) != 0:
+        raise SystemExit(f'export of {mode} failed')
+      size_mb = os.path.getsize(out) / 2**20
+      rows.append((f'TFLite {mode} ({size_mb:.1f} MB)',
+                   *_ap(tfl_predictor.TFLitePredictor(out), images, ids, ann_file, ks)))
+  names = [n for n in ('AP', 'AP50', 'AP75', 'AR') if n in rows[0][1]]
+  print(f'\n{len(ids)} images of {ann_file}, flip test, checkpoint {_CKPT.value}')
+  print('| model | ' + ' | '.join(names) + ' | ms / image |')
+  print('|---|' + '---|' * (len(names) + 1))
+  for name, metrics, ms in rows:
+    print(f'| {name} | ' + ' | '.join(f'{metrics[n]:.4f}' for n in names) + f' | {ms:.1f} |')
+
+
+if __name__ == '__main__':
+  app.run(main)
