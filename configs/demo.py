@@ -2,10 +2,11 @@
 
   python train.py --config=configs/demo.py --workdir=workdirs/demo
 
-Synthetic images (cached under data/ by the data pipeline), 14 CrowdPose joints, a reduced architecture
-(128 px, 2 blocks per stage, 5x5 depthwise kernels) so that a laptop CPU trains it in minutes. Global
-batch 16. Target: AP ≥ 0.5 on the synthetic validation split in ≤ 15 minutes on a 2-core machine
-(measured figures: docs/training.md).
+Synthetic images (1-3 people, generated once and cached under data/synthetic/), 14 CrowdPose joints, a
+reduced architecture (128 px, 2 blocks per stage, 5x5 depthwise kernels) so that a laptop CPU trains it
+in minutes: 1600 steps of global batch 16, ~0.45 s per step on the 2-core CI machine. Expected result
+(README, "Results"): the AP on the synthetic validation split rises from 0 but stays far below the
+0.5 we aimed at in this budget: grouping (the tags) starts to learn only after ~1000 steps.
 """
 
 import json
@@ -30,15 +31,27 @@ def get_config(arg: str = ''):
   c.dataset.name = 'synthetic'
   c.dataset.train_split = 'train'
   c.dataset.eval_split = 'validation'
+  c.dataset.synthetic_train_images = 2048
+  c.dataset.synthetic_max_people = 3    # 1-3 people per image ...
+  c.dataset.synthetic_min_torso = 0.2   # ... and no tiny ones: learnable in minutes on a CPU
   c.input.batch_size = 16
   c.input.shuffle_buffer = 512
+  c.input.scale_range = (1.0, 1.25)     # light augmentation
+  c.input.max_rotation = 10.0
+  # Supervise the black border too: the test-time path pads with it, and a briefly trained network
+  # otherwise fills the unsupervised border with peaks that crowd out the real people.
+  c.input.mask_outside_image = False
+  # Tags collapse to one value early in training (the push term has no gradient then); a stronger
+  # associative-embedding loss separates people sooner. The authors' factors are 1e-3.
+  c.loss.push_factor = 1e-2
+  c.loss.pull_factor = 1e-2
   c.optimizer.schedule = 'cosine'
   c.optimizer.warmup_epochs = 1.0
   c.optimizer.lr = 4e-3
-  c.num_train_steps = 600
-  c.train.log_every_steps = 20
+  c.num_train_steps = 1600
+  c.train.log_every_steps = 100
   c.train.eval_every_epochs = 0         # only at the end
-  c.checkpoint_every_steps = 200
+  c.checkpoint_every_steps = 400
   c.keep_checkpoints = 1
   c.eval.batch_size = 16
   return c
