@@ -27,6 +27,7 @@ def get_config(arg: str = ''):
   c.input.scale_range = (1.0, 1.35)
   c.input.max_rotation = 0.0
   c.input.flip_prob = 0.0
+  c.input.mask_outside_image = False  # supervise the black border the test-time path pads with (README)
   c.optimizer.schedule = 'cosine'       # decays to 0: the last epochs settle the peaks
   c.optimizer.lr = 4e-3
   c.train.num_epochs = 400
