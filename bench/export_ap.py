@@ -43,18 +43,15 @@ def _split():
   return synthetic.ensure(demo.get_config(), 'val')
 
 
-def _ap(predictor, images, ids, ann_file, keypoint_set):
-  """(metrics, median ms per image of the steady runs) of a predictor over the images."""
+def _ap(predictor, images, ids, gt, keypoint_set):
+  """(metrics, median ms per image of the steady runs) of a predictor over the images; gt: the json dict
+  restricted to those images."""
   from litepose_jax import evaluation  # pylint: disable=g-import-not-at-top
   results = []
   for image_id, pred in zip(ids, predictor.predict(images)):
     for kp, s in zip(pred.keypoints, pred.scores):
       results.append({'image_id': int(image_id), 'category_id': 1,
                       'keypoints': [float(v) for v in kp.reshape(-1)], 'score': float(s)})
-  gt = json.loads(pathlib.Path(ann_file).read_text())
-  ids_set = set(int(i) for i in ids)
-  gt = dict(gt, images=[im for im in gt['images'] if im['id'] in ids_set],
-            annotations=[a for a in gt['annotations'] if a['image_id'] in ids_set])
   metrics = evaluation.evaluate(gt, results, keypoint_set)
   steady = [1000 * t / n for n, t, first in predictor.batch_times if not first]
   return metrics, (statistics.median(steady) if steady else float('nan'))
@@ -63,7 +60,7 @@ def _ap(predictor, images, ids, ann_file, keypoint_set):
 def main(argv):
   del argv
   from configs import common  # pylint: disable=g-import-not-at-top
-  from litepose_jax import checkpoint, eval_lib, inference  # pylint: disable=g-import-not-at-top
+  from litepose_jax import eval_lib, inference  # pylint: disable=g-import-not-at-top
   from litepose_jax.export import __main__ as export_cli  # pylint: disable=g-import-not-at-top
   from litepose_jax.export import predictor as tfl_predictor  # pylint: disable=g-import-not-at-top
 
@@ -72,13 +69,14 @@ def main(argv):
   ims = sorted(data['images'], key=lambda im: im['id'])[:_MAX.value or None]
   images = [inference.read_rgb(os.path.join(image_dir, im['file_name'])) for im in ims]
   ids = [im['id'] for im in ims]
-  loaded = checkpoint.load_model(_CKPT.value)
-  ks = loaded.keypoint_set
-  config = common.get_config('xs', ks.name)
+  wanted = set(ids)
+  gt = dict(data, images=ims, annotations=[a for a in data['annotations'] if a['image_id'] in wanted])
+  # An orbax checkpoint carries its architecture and keypoint set; the config gives the test-path settings.
+  config = common.get_config()
   config.eval.batch_size = 1  # TFLitePredictor runs image by image: compare like with like
   model, variables, ks, size = eval_lib.load_model(config, _CKPT.value)
   rows = [('JAX float32', *_ap(eval_lib.make_predictor(config, model, variables, ks, size), images, ids,
-                                ann_file, ks))]
+                                gt, ks))]
   calib = _CALIB.value or image_dir
   with tempfile.TemporaryDirectory() as tmp:
     for mode in _QUANT.value:
@@ -90,7 +88,7 @@ def main(argv):
         raise SystemExit(f'export of {mode} failed')
       size_mb = os.path.getsize(out) / 2**20
       rows.append((f'TFLite {mode} ({size_mb:.1f} MB)',
-                   *_ap(tfl_predictor.TFLitePredictor(out), images, ids, ann_file, ks)))
+                   *_ap(tfl_predictor.TFLitePredictor(out), images, ids, gt, ks)))
   names = [n for n in ('AP', 'AP50', 'AP75', 'AR') if n in rows[0][1]]
   print(f'\n{len(ids)} images of {ann_file}, flip test, checkpoint {_CKPT.value}')
   print('| model | ' + ' | '.join(names) + ' | ms / image |')
