@@ -20,6 +20,7 @@ def get_config(arch: str = 'xs', dataset: str = 'crowdpose') -> ml_collections.C
   c.model.arch = arch                  # 'xs' | 's' | 'm' | 'l' | path to an authors' architecture JSON
   c.model.dtype = 'float32'            # compute dtype; 'bfloat16' = mixed precision, fp32 master weights
   c.model.depthwise_impl = 'auto'      # 'auto' | 'xla' | 'shift' (see models/depthwise.py)
+  c.model.final_init_scale = 1.0       # init scale of the output convs (1.0 = PyTorch's, as the authors)
 
   c.dataset = ml_collections.ConfigDict()
   c.dataset.name = dataset             # 'crowdpose' | 'coco' (TFDS builders) | 'coco_json' | 'synthetic'
@@ -56,6 +57,7 @@ def get_config(arch: str = 'xs', dataset: str = 'crowdpose') -> ml_collections.C
   c.loss.heatmap_factors = (1.0, 1.0)  # per output scale
   c.loss.push_factor = 1e-3
   c.loss.pull_factor = 1e-3
+  c.loss.push_type = 'exp'             # the authors'; 'max' = max(0, 1 - |d|), see losses.ae_loss
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = 'adam'

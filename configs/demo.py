@@ -4,9 +4,9 @@
 
 Synthetic images (1-3 people, generated once and cached under data/synthetic/), 14 CrowdPose joints, a
 reduced architecture (128 px, 2 blocks per stage, 5x5 depthwise kernels) so that a laptop CPU trains it
-in minutes: 1600 steps of global batch 16, ~0.45 s per step on the 2-core CI machine. Expected result
-(README, "Results"): the AP on the synthetic validation split rises from 0 but stays far below the
-0.5 we aimed at in this budget: grouping (the tags) starts to learn only after ~1000 steps.
+in minutes: 1600 steps of global batch 16, ~0.43 s per step on the 2-core CI machine. Expected result
+(README, "Results"; `make demo`, 12.9 min): AP 0.56, AP50 0.88, AR 0.67 on the 64 synthetic validation
+images (0.43 after 800 steps).
 """
 
 import json
@@ -28,6 +28,9 @@ def get_config(arg: str = ''):
   del arg
   c = common.get_config(arch='xs', dataset='crowdpose')
   c.model.arch = json.dumps(DEMO_ARCH)
+  # Output convs start near zero: with PyTorch's init they start at ~0.5 against targets that are 0
+  # almost everywhere and the first ~150 steps only undo that (AP 0.001 -> 0.43 after 800 steps).
+  c.model.final_init_scale = 0.01
   c.dataset.name = 'synthetic'
   c.dataset.train_split = 'train'
   c.dataset.eval_split = 'validation'

@@ -29,4 +29,5 @@ def num_keypoints(config) -> int:
 def create_model(config):
   """The LitePose module a config describes."""
   return models.create(config.model.arch, num_keypoints(config), dtype=config.model.dtype,
-                       depthwise_impl=config.model.depthwise_impl)
+                       depthwise_impl=config.model.depthwise_impl,
+                       final_init_scale=config.model.get('final_init_scale', 1.0))

@@ -27,6 +27,7 @@ class LossWeights:
   heatmap_factors: Sequence[float] = (1.0, 1.0)
   push_factor: float = 1e-3
   pull_factor: float = 1e-3
+  push_type: str = 'exp'
 
 
 def heatmap_loss(pred: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
@@ -63,17 +64,21 @@ def gather_tags(tags: jax.Array, joints: jax.Array) -> jax.Array:
   return jnp.take_along_axis(flat, nhwc, axis=1).reshape(idx.shape)
 
 
-def ae_loss(tags: jax.Array, joints: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Associative-embedding grouping loss, "exp" push type, per sample (spec c).
+def ae_loss(tags: jax.Array, joints: jax.Array, push_type: str = 'exp') -> tuple[jax.Array, jax.Array]:
+  """Associative-embedding grouping loss per sample (spec c).
 
   For person p with n_p ≥ 1 valid slots, μ_p is the mean of its tags.
     pull = (1/P') Σ_p (1/n_p) Σ_j (t_pj − μ_p)²              (P' = persons with ≥ 1 valid slot)
-    push = ½ Σ_{p≠q} exp(−(μ_p − μ_q)²) / (P'(P'−1))           (0 when P' < 2)
+    push = ½ Σ_{p≠q} g(μ_p − μ_q) / (P'(P'−1))                 (0 when P' < 2)
+  with g(d) = exp(−d²) for push_type 'exp' (the authors' setting) or max(0, 1 − |d|) for 'max' (the
+  authors' code's other AE_LOSS_TYPE). 'exp' has no gradient when the tags of two people coincide, which
+  is where a fresh network starts; 'max' pushes them apart at a constant rate until they are 1 apart.
   Gradients flow into both μ and the individual tags (no stop-gradient), as in the reference.
 
   Args:
     tags: [B, R, R, K] tag maps.
     joints: [B, P, J, 2] packed joints (see `gather_tags`).
+    push_type: 'exp' or 'max'.
   Returns:
     (push [B], pull [B]) with factor 1.
   """
@@ -92,7 +97,13 @@ def ae_loss(tags: jax.Array, joints: jax.Array) -> tuple[jax.Array, jax.Array]:
   p = mu.shape[-1]
   pair = person[:, :, None] * person[:, None, :] * (1.0 - jnp.eye(p, dtype=jnp.float32))
   diff = mu[:, :, None] - mu[:, None, :]
-  push_sum = jnp.sum(jnp.exp(-jnp.square(diff)) * pair, axis=(1, 2))
+  if push_type == 'exp':
+    g = jnp.exp(-jnp.square(diff))
+  elif push_type == 'max':
+    g = jnp.maximum(1.0 - jnp.abs(diff), 0.0)
+  else:
+    raise ValueError(f"push_type must be 'exp' or 'max', got {push_type!r}")
+  push_sum = jnp.sum(g * pair, axis=(1, 2))
   denom = num_people * (num_people - 1.0)
   push = jnp.where(num_people > 1, 0.5 * push_sum / jnp.maximum(denom, 1.0), 0.0)
   return push, pull
@@ -119,7 +130,7 @@ def total_loss(outputs: Sequence[jax.Array], batch: Mapping[str, jax.Array],
   for s, pred in enumerate((out_q[..., :k], out_h)):
     hm = heatmap_loss(pred, batch[f'heatmaps_{s}'], batch[f'masks_{s}'])
     parts[f'heatmap_{s}'] = weights.heatmap_factors[s] * jnp.mean(hm)
-  push, pull = ae_loss(out_q[..., k:], batch['joints_0'])
+  push, pull = ae_loss(out_q[..., k:], batch['joints_0'], weights.push_type)
   parts['push'] = weights.push_factor * jnp.mean(push)
   parts['pull'] = weights.pull_factor * jnp.mean(pull)
   return sum(parts.values()), parts

@@ -222,7 +222,7 @@ def train_and_evaluate(config, workdir: epath.PathLike, *, train_input: Optional
                train_log.parameter_overview(abstract_state.params, abstract_state.batch_stats))
 
     weights = losses.LossWeights(tuple(config.loss.heatmap_factors), float(config.loss.push_factor),
-                                 float(config.loss.pull_factor))
+                                 float(config.loss.pull_factor), str(config.loss.push_type))
     step_fn = step_lib.jit_train_step(
         step_lib.make_train_step(model, tx, schedule, weights, float(config.optimizer.ema_decay)), mesh)
     log_every = max(1, int(config.train.log_every_steps))

@@ -10,8 +10,8 @@ def _nhwc(x):
   return np.ascontiguousarray(np.moveaxis(np.asarray(x), 1, -1))
 
 
-def _oracle_ae(tags_nchw, joints):
-  """The authors' per-person loop (HigherHRNet singleTagLoss, "exp"), written from the spec in NumPy.
+def _oracle_ae(tags_nchw, joints, push_type='exp'):
+  """The authors' per-person loop (HigherHRNet singleTagLoss), written from the spec in NumPy.
 
   tags_nchw [B,K,R,R]; joints [B,P,J,2] with the flat NCHW index. Returns per-sample (push, pull), float64.
   """
@@ -36,7 +36,9 @@ def _oracle_ae(tags_nchw, joints):
       pushes.append(0.0)
       continue
     m = np.asarray(means)
-    push = np.sum(np.exp(-(m[:, None] - m[None, :]) ** 2)) - n
+    d = m[:, None] - m[None, :]
+    g = np.exp(-d ** 2) if push_type == 'exp' else np.clip(1 - np.abs(d), 0, None)
+    push = np.sum(g) - n
     pushes.append(0.5 * push / ((n - 1) * n))
   return np.asarray(pushes), np.asarray(pulls)
 
@@ -84,8 +86,9 @@ def _random_joints(rng, b, p, k, r, people_per_image):
   return joints
 
 
-@pytest.mark.parametrize('people_per_image', [(0, 1, 2, 7), (30, 3, 0, 5)])
-def test_matches_numpy_loop(people_per_image):
+@pytest.mark.parametrize('people_per_image,push_type', [((0, 1, 2, 7), 'exp'), ((30, 3, 0, 5), 'exp'),
+                                                        ((0, 1, 2, 7), 'max'), ((30, 3, 0, 5), 'max')])
+def test_matches_numpy_loop(people_per_image, push_type):
   rng = np.random.default_rng(sum(people_per_image))
   b, k, r0, r1 = len(people_per_image), 5, 8, 16
   out0 = rng.normal(size=(b, 2 * k, r0, r0)).astype(np.float32)
@@ -95,19 +98,20 @@ def test_matches_numpy_loop(people_per_image):
   m0 = (rng.uniform(size=(b, r0, r0)) > 0.3).astype(np.float32)
   m1 = (rng.uniform(size=(b, r1, r1)) > 0.3).astype(np.float32)
   joints = _random_joints(rng, b, 30, k, r0, people_per_image)
-  weights = losses.LossWeights(heatmap_factors=(1.0, 0.5), push_factor=0.3, pull_factor=2.0)
+  weights = losses.LossWeights(heatmap_factors=(1.0, 0.5), push_factor=0.3, pull_factor=2.0,
+                               push_type=push_type)
   batch = {'heatmaps_0': _nhwc(hm0), 'heatmaps_1': _nhwc(hm1), 'masks_0': m0, 'masks_1': m1,
            'joints_0': joints}
   total, parts = losses.total_loss((_nhwc(out0), _nhwc(out1)), batch, weights)
 
-  push, pull = _oracle_ae(out0[:, k:], joints)
+  push, pull = _oracle_ae(out0[:, k:], joints, push_type)
   want = {'heatmap_0': _oracle_heatmap(out0[:, :k], hm0, m0).mean(),
           'heatmap_1': 0.5 * _oracle_heatmap(out1, hm1, m1).mean(),
           'push': 0.3 * push.mean(), 'pull': 2.0 * pull.mean()}
   for name, value in want.items():
     np.testing.assert_allclose(parts[name], value, rtol=1e-5, atol=1e-8, err_msg=name)
   np.testing.assert_allclose(total, sum(want.values()), rtol=1e-5)
-  jpush, jpull = losses.ae_loss(_nhwc(out0[:, k:]), joints)
+  jpush, jpull = losses.ae_loss(_nhwc(out0[:, k:]), joints, push_type)
   np.testing.assert_allclose(jpush, push, rtol=1e-5, atol=1e-8)
   np.testing.assert_allclose(jpull, pull, rtol=1e-5, atol=1e-8)
 

@@ -171,6 +171,25 @@ def test_default_init_follows_pytorch_bounds():
   assert np.all(bn['scale'] == 1) and np.all(bn['bias'] == 0)
 
 
+def test_final_init_scale_shrinks_only_the_output_convs():
+  default = models.init_variables(models.create('xs', 14), jax.random.PRNGKey(0), 64)['params']
+  small = models.init_variables(models.create('xs', 14, final_init_scale=0.01), jax.random.PRNGKey(0),
+                                64)['params']
+  flat_d = dict(jax.tree_util.tree_flatten_with_path(default)[0])
+  flat_s = dict(jax.tree_util.tree_flatten_with_path(small)[0])
+  assert flat_d.keys() == flat_s.keys()
+  scaled = 0
+  for path, w in flat_d.items():
+    names = [p.key for p in path]
+    if names[0].startswith('final_') and names[1] == 'pointwise':
+      # U(-b, b) scaled: the same draw times 0.01 (fan_in = input channels of the 1x1 conv).
+      np.testing.assert_allclose(flat_s[path], 0.01 * np.asarray(w), rtol=1e-6, atol=1e-9)
+      assert np.abs(flat_s[path]).max() <= 0.01 / np.sqrt(w.shape[2])
+      scaled += 1
+    else:
+      np.testing.assert_array_equal(flat_s[path], w, err_msg=str(names))
+  assert scaled == 4
+
 def test_bfloat16_compute_keeps_float32_params_and_tracks_float32(reference_runs):
   r = reference_runs[0]
   arch = models.Arch.from_json(str(r['z']['arch_json']))

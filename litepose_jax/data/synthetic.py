@@ -28,7 +28,7 @@ import numpy as np
 
 from litepose_jax import keypoints as kp_lib
 
-VERSION = 1
+VERSION = 2  # 2: joints drawn as darker discs (v1 figures gave no visual cue where an elbow was)
 
 # Rest pose in a body frame (x to the image right for a person facing the camera, y down, unit = torso
 # length), as (parent, offset from the parent, how much the bone may bend in degrees).
@@ -97,6 +97,12 @@ def _draw_person(img, label, index, joints_xy, keypoint_set, names, thickness, c
     head = pts.get('head', pts.get('nose'))
     if head is not None:
       cv2.circle(target, head, head_radius, value, -1)
+  # Joints as darker discs on top: on a uniformly coloured limb an elbow or a knee would otherwise be
+  # visible only when the limb bends, and no model could place it on a straight one.
+  joint_colour = tuple(0.45 * v for v in colour)
+  for n in names:
+    if n not in ('head', 'nose'):
+      cv2.circle(img, pts[n], max(1, (thickness + 1) // 2), joint_colour, -1, cv2.LINE_AA)
 
 
 def render_image(n: int, keypoint_set: kp_lib.KeypointSet, seed: int, split: str, max_people: int = 8,

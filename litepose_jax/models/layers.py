@@ -23,9 +23,9 @@ from litepose_jax.models.arch import make_divisible
 Dtype = Any
 
 
-def torch_uniform_init(fan_in: int) -> Callable:
-  """PyTorch's default conv init: U(−1/√fan_in, 1/√fan_in)."""
-  bound = 1.0 / math.sqrt(fan_in)
+def torch_uniform_init(fan_in: int, scale: float = 1.0) -> Callable:
+  """PyTorch's default conv init: U(−1/√fan_in, 1/√fan_in), optionally scaled by `scale`."""
+  bound = scale / math.sqrt(fan_in)
 
   def init(key, shape, dtype=jnp.float32):
     return jax.random.uniform(key, shape, dtype, -bound, bound)
@@ -120,11 +120,13 @@ class Conv(nn.Module):
   stride: int = 1
   dtype: Dtype = jnp.float32
   impl: str = 'auto'
+  init_scale: float = 1.0
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     k, cin = self.kernel_size, x.shape[-1]
-    kernel = self.param('kernel', torch_uniform_init(cin * k * k), (k, k, cin, self.features), jnp.float32)
+    kernel = self.param('kernel', torch_uniform_init(cin * k * k, self.init_scale),
+                        (k, k, cin, self.features), jnp.float32)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     if k == 1 and self.stride == 1:
       if depthwise.resolve_impl(self.impl) == 'xla':
@@ -204,17 +206,22 @@ class InvBottleneck(nn.Module):
 
 
 class SepConv(nn.Module):
-  """Final prediction layer (spec a.1): 5x5 depthwise → BN → ReLU → 1x1 linear conv (no bias, no BN)."""
+  """Final prediction layer (spec a.1): 5x5 depthwise → BN → ReLU → 1x1 linear conv (no bias, no BN).
+
+  `init_scale` multiplies the PyTorch init of the 1x1 conv (see `LitePose.final_init_scale`).
+  """
   features: int
   kernel_size: int = 5
   impl: str = 'auto'
   dtype: Dtype = jnp.float32
+  init_scale: float = 1.0
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     y = ConvBN(x.shape[-1], self.kernel_size, depthwise=True, act=jax.nn.relu, impl=self.impl,
                dtype=self.dtype, name='depthwise')(x, train)
-    return Conv(self.features, 1, dtype=self.dtype, impl=self.impl, name='pointwise')(y)
+    return Conv(self.features, 1, dtype=self.dtype, impl=self.impl, init_scale=self.init_scale,
+                name='pointwise')(y)
 
 
 # ConvTranspose2d(k=4, s=2, p=1) in sub-pixel form: output row 2m+r only sees input rows m+d for the
