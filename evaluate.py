@@ -23,6 +23,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from litepose_jax import compile_cache
 from litepose_jax import eval_lib
 from litepose_jax import evaluation
 
@@ -43,6 +44,7 @@ def main(argv):
   del argv
   logging.getLogger('absl').setLevel(logging.WARNING)   # orbax logs every restore at INFO
   logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)   # "no TPU backend" on CPU/GPU
+  compile_cache.enable()   # a second run on the same shapes loads the compiled programs
   try:
     # The eval input pipeline's TensorFlow must not take the accelerator (or its memory) from JAX.
     import tensorflow as tf  # pylint: disable=g-import-not-at-top

@@ -39,7 +39,8 @@ def main(argv):
     tf.config.set_visible_devices([], 'GPU')
   except ImportError:
     pass
-  from litepose_jax import train_lib  # pylint: disable=g-import-not-at-top
+  from litepose_jax import compile_cache, train_lib  # pylint: disable=g-import-not-at-top
+  compile_cache.enable()   # a resumed run loads its compiled step instead of compiling it again
   try:
     result = train_lib.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except FloatingPointError as e:

@@ -66,11 +66,9 @@ def main(argv):
   logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s', force=True)
   logging.getLogger('absl').setLevel(logging.WARNING)   # orbax logs every save at INFO
   logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)   # "no TPU backend" on CPU
-  import jax  # pylint: disable=g-import-not-at-top
+  from litepose_jax import compile_cache, evaluation, train_lib  # pylint: disable=g-import-not-at-top
   # A second `make demo` (or one after an interruption) reuses the compiled programs.
-  jax.config.update('jax_compilation_cache_dir', str(_REPO / '.cache' / 'jax'))
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
-  from litepose_jax import evaluation, train_lib  # pylint: disable=g-import-not-at-top
+  compile_cache.enable()
   config = flags.FLAGS.config
   workdir = pathlib.Path(_WORKDIR.value).absolute()
   start = time.perf_counter()
