@@ -172,8 +172,10 @@ def test_default_init_follows_pytorch_bounds():
 
 
 def test_final_init_scale_shrinks_only_the_output_convs():
-  default = models.init_variables(models.create('xs', 14), jax.random.PRNGKey(0), 64)['params']
-  small = models.init_variables(models.create('xs', 14, final_init_scale=0.01), jax.random.PRNGKey(0),
+  from configs import tiny  # a small architecture: init traces the whole network twice
+  arch = json.loads(tiny.get_config().model.arch)
+  default = models.init_variables(models.create(arch, 14), jax.random.PRNGKey(0), 64)['params']
+  small = models.init_variables(models.create(arch, 14, final_init_scale=0.01), jax.random.PRNGKey(0),
                                 64)['params']
   flat_d = dict(jax.tree_util.tree_flatten_with_path(default)[0])
   flat_s = dict(jax.tree_util.tree_flatten_with_path(small)[0])
