@@ -27,7 +27,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from litepose_jax import losses, models, sharding, train_state, train_step  # noqa: E402
-from litepose_jax import optim  # noqa: E402
+from litepose_jax import compile_cache, optim  # noqa: E402
 from configs import common  # noqa: E402
 
 
@@ -112,8 +112,7 @@ def main():
                  help='persistent compilation cache folder: also time a compile served from it')
   args = p.parse_args()
   if args.cache_dir:
-    jax.config.update('jax_compilation_cache_dir', args.cache_dir)
-    jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+    compile_cache.enable(args.cache_dir)
   for case in args.cases.split(','):
     arch, size, batch, dtype = case.split(':')
     res = bench_case(arch, int(size), int(batch), dtype, args.runs, args.warmup, args.depthwise_impl,

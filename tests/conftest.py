@@ -7,15 +7,16 @@ import pathlib
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
 
-import jax  # noqa: E402
 import pytest  # noqa: E402
+
+from litepose_jax import compile_cache  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DATA = REPO / 'tests' / 'data'
 
-# Persistent compilation cache: repeated local runs skip XLA compiles (a clean CI clone starts empty).
-jax.config.update('jax_compilation_cache_dir', str(REPO / '.cache' / 'jax'))
-jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+# Persistent compilation cache (<repo>/.cache/jax unless LITEPOSE_JAX_CACHE_DIR says otherwise): repeated
+# local runs skip XLA compiles (a clean CI clone starts empty).
+compile_cache.enable(min_compile_secs=0.5)
 
 
 def _reference_dir() -> pathlib.Path:

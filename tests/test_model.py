@@ -194,6 +194,7 @@ def test_final_init_scale_shrinks_only_the_output_convs():
       np.testing.assert_array_equal(flat_s[path], w, err_msg=str(names))
   assert scaled == 4
 
+
 def test_bfloat16_compute_keeps_float32_params_and_tracks_float32(reference_runs):
   r = reference_runs[0]
   arch = models.Arch.from_json(str(r['z']['arch_json']))
