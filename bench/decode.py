@@ -2,6 +2,7 @@
 
   python bench/decode.py                 # decode on XS and S maps (batch 1 and 16) + the whole XS path
   python bench/decode.py --runs 20 --skip_path
+  python bench/decode.py --skip_decode --tflite   # whole XS path, JAX and through an exported file
   python bench/decode.py --tie_break_study   # AP of tie_break='munkres' vs 'distance' on the fixtures
 
 Maps are the authors' decoder fixtures (reference/decode_cases.npz: rendered from real CrowdPose
@@ -97,7 +98,7 @@ def bench_decode(z, runs):
   return rows
 
 
-def bench_path(runs):
+def bench_path(runs, tflite_dir=None):
   import cv2  # pylint: disable=g-import-not-at-top
   from litepose_jax import convert, keypoints, models  # pylint: disable=g-import-not-at-top
   ref = reference_dir()
@@ -121,6 +122,26 @@ def bench_path(runs):
     print(f'whole XS path, flip, {name}.jpg ({inputs[0].shape[0]}x{inputs[0].shape[1]}): {med:.1f} ms '
           f'(p10 {p10:.1f}, p90 {p90:.1f}); of which the two forwards {fmed:.1f} ms; '
           f'with host resize/normalise (predict()): {host:.1f} ms', flush=True)
+    if tflite_dir is not None:
+      bench_tflite_path(variables, name, image, inputs[0].shape[:2], tflite_dir, runs)
+
+
+def bench_tflite_path(variables, name, image, hw, out_dir, runs):
+  """The same image through an exported XS file (XNNPACK layout, 2 threads) + the jitted decoder:
+  TFLitePredictor.predict (host resize, both passes in LiteRT, aggregation and decoding in JAX)."""
+  from litepose_jax import checkpoint, models  # pylint: disable=g-import-not-at-top
+  from litepose_jax.export import __main__ as export_cli  # pylint: disable=g-import-not-at-top
+  from litepose_jax.export import predictor as tfl_predictor  # pylint: disable=g-import-not-at-top
+  ckpt = pathlib.Path(out_dir) / 'xs_reference'
+  if not ckpt.exists():
+    checkpoint.save_model(ckpt, variables, checkpoint.model_meta(models.ARCHS['xs'], 14))
+  path = pathlib.Path(out_dir) / f'xs_{hw[0]}x{hw[1]}.tflite'
+  if export_cli.main([f'--ckpt={ckpt}', f'--input-shape={hw[0]}x{hw[1]}', f'--out={path}', '--no-verify']):
+    raise SystemExit('export failed')
+  pred = tfl_predictor.TFLitePredictor(path, num_threads=2)
+  med, p10, p90 = timed(lambda: pred.predict([image]), (), runs) * 1e3
+  print(f'whole XS path through the exported file (fp32, XNNPACK), {name}.jpg: {med:.1f} ms '
+        f'(p10 {p10:.1f}, p90 {p90:.1f}), host resize included', flush=True)
 
 
 def tie_break_study(z, noise_levels=(0.0, 0.1, 0.2, 0.3), trials=3):
@@ -183,6 +204,8 @@ def main():
   p.add_argument('--skip_path', action='store_true', help='only the decoder')
   p.add_argument('--skip_decode', action='store_true', help='only the whole XS path')
   p.add_argument('--tie_break_study', action='store_true', help='only the tie-break AP comparison')
+  p.add_argument('--tflite', action='store_true',
+                 help='also run the whole XS path through an exported TFLite file (needs TensorFlow)')
   args = p.parse_args()
   if args.tie_break_study:
     tie_break_study(np.load(reference_dir() / 'decode_cases.npz'))
@@ -192,7 +215,12 @@ def main():
   if not args.skip_decode:
     bench_decode(np.load(reference_dir() / 'decode_cases.npz'), args.runs)
   if not args.skip_path:
-    bench_path(args.runs)
+    if args.tflite:
+      import tempfile  # pylint: disable=g-import-not-at-top
+      with tempfile.TemporaryDirectory() as tmp:
+        bench_path(args.runs, tmp)
+    else:
+      bench_path(args.runs)
   print(f'load average at the end {load_avg():.2f}')
 
 

@@ -5,7 +5,9 @@ called here directly, so a bug in `depthwise.py` cannot hide in the oracle. Forw
 are compared for kernels 3/5/7, strides 1/2, odd and even sizes; bf16 runs; and the full model (a small
 architecture, every layer type) gives the same outputs and gradients with 'xla' and 'shift' (the switch
 also selects the 1x1-conv VJP and the transposed-conv form; both deconv forms are checked against a NumPy
-formula in test_model.py).
+formula in test_model.py). The export form 'tflite' (native convs of ≤ 25 taps, 1x1 convs as
+convolutions, BatchNorm folded into the depthwise pieces) gives the same forward as the oracle and, for
+the full model, as 'xla'.
 """
 
 import jax
@@ -85,6 +87,23 @@ def test_auto_picks_shift_on_cpu_and_rejects_unknown_impl():
     depthwise.resolve_impl('fast')
 
 
+@pytest.mark.parametrize('kernel_size,pieces', [(3, 1), (5, 1), (7, 3), (9, 5)])
+@pytest.mark.parametrize('stride', [1, 2])
+def test_tflite_pieces_equal_native_conv(kernel_size, pieces, stride):
+  """The export form: centred 5x5 + two dilated pieces per outer ring (≤ 25 taps each), summed."""
+  rng = np.random.default_rng(kernel_size * 10 + stride)
+  for shape in SHAPES:
+    x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+    kernel = jnp.asarray(rng.normal(size=(kernel_size, kernel_size, shape[-1])), jnp.float32)
+    got = depthwise.depthwise_conv(x, kernel, stride, impl='tflite')
+    _assert_close(got, _oracle(x, kernel, stride), 2e-6, f'pieces k={kernel_size} s={stride} {shape}')
+    jaxpr = jax.make_jaxpr(lambda a, b: depthwise.depthwise_conv(a, b, stride, impl='tflite'))(x, kernel)
+    convs = [e for e in jaxpr.eqns if e.primitive.name == 'conv_general_dilated']
+    assert len(convs) == pieces, (kernel_size, len(convs))
+    for e in convs:
+      assert np.prod(e.invars[1].aval.shape[:2]) <= 25, e.invars[1].aval.shape
+
+
 # A LitePose with every layer type (stem, stride-2 and residual 7x7 blocks, a 5x5 block, the deconv head
 # and SepConv outputs) but one or two blocks per stage, so that both implementations compile quickly.
 SMALL_ARCH = {
@@ -124,3 +143,24 @@ def test_full_model_shift_equals_xla_forward_and_gradient():
     # Gradients pass through train-mode BN and sums over every pixel: float32 summation-order noise
     # reaches ~3e-5 of a tensor's scale. floor 1: BN running means of zero-mean features are ~1e-9 (rounding noise) in both implementations.
     _assert_close(g, w, 1e-4, jax.tree_util.keystr(path), floor=1.0)
+
+
+def test_full_model_tflite_form_equals_xla_forward():
+  k = 3
+  ref_model = models.create(SMALL_ARCH, k, depthwise_impl='xla')
+  variables = models.init_variables(ref_model, jax.random.PRNGKey(0), 64, batch=2)
+  # Non-trivial BatchNorm parameters and statistics: 'tflite' folds them into the depthwise pieces.
+  rng = np.random.default_rng(2)
+  def perturb(path, v):
+    leaf = path[-1].key
+    if leaf == 'var':
+      return jnp.asarray(rng.uniform(0.5, 2.0, v.shape), v.dtype)
+    if leaf in ('mean', 'scale', 'bias'):
+      return jnp.asarray(v + rng.normal(scale=0.3, size=v.shape), v.dtype)
+    return v
+  variables = jax.tree_util.tree_map_with_path(perturb, variables)
+  images = jnp.asarray(rng.normal(size=(2, 64, 48, 3)), jnp.float32)
+  want = ref_model.apply(variables, images, train=False)
+  got = models.create(SMALL_ARCH, k, depthwise_impl='tflite').apply(variables, images, train=False)
+  for g, w, name in zip(got, want, ('out_quarter', 'out_half')):
+    _assert_close(g, w, 1e-5, name)

@@ -80,11 +80,16 @@ def test_fp32_op_set_is_builtin_only(fp32_files):
   print('fp32 XS ops:', counts)
   names = tflite.op_names(data)
   assert names and all(':' not in n and not n.startswith(('CUSTOM', 'UNKNOWN', 'FLEX')) for n in names), names
-  # The native depthwise conv (depthwise_impl='xla') must reach the runtime's own kernel, one op per
-  # depthwise layer: the stem's, one per inverted-residual block, one per final SepConv (4).
+  # The native depthwise convs must reach the runtime's own kernel. The CLI's default layout (XNNPACK)
+  # cuts each 7x7 kernel into 3 pieces of <= 25 taps; the stem's 3x3 and the four final SepConvs' 5x5
+  # stay one op each, and the 1x1 convs are CONV_2D (no FULLY_CONNECTED).
   arch = models.ARCHS['xs']
-  n_dw = 1 + sum(len(s.blocks) for s in arch.stages) + 4
-  assert counts.get('DEPTHWISE_CONV_2D') == n_dw, counts
+  n_blocks = sum(len(s.blocks) for s in arch.stages)
+  assert counts.get('DEPTHWISE_CONV_2D') == 1 + 3 * n_blocks + 4, counts
+  assert 'FULLY_CONNECTED' not in counts, counts
+  # The 'builtin' layout (depthwise_impl='xla', written by the library here): one op per depthwise layer.
+  builtin = tflite.op_counts(fp32_files['106848'].read_bytes())
+  assert builtin.get('DEPTHWISE_CONV_2D') == 1 + n_blocks + 4, builtin
 
 
 def test_cli_file_describes_itself(fp32_files):

@@ -1,12 +1,15 @@
 """Export a checkpoint for phones.
 
   python -m litepose_jax.export --ckpt=CKPT --format=tflite [--with-decoder] [--quantize=none|fp16|int8] \
-      [--input-shape=HxW] [--batch=1] [--calibration=DIR_OR_GLOB] --out=FILE
+      [--input-shape=HxW] [--batch=1] [--calibration=DIR_OR_GLOB] [--kernels=xnnpack|builtin] --out=FILE
 
 Writes FILE, then prints its operator set and checks it: the file is run once with LiteRT on a
 calibration-style input and compared with the JAX model (max |diff| printed; skip with --no-verify).
 The input size defaults to the architecture's (XS 256², S/M 448², L 512²); --input-shape fixes another
 (e.g. 256x384, the test-path shape of a 4:3 landscape image at XS). int8 needs --calibration images.
+--kernels picks the graph layout for the LiteRT CPU path that will run the file: 'xnnpack' (default;
+LiteRT's default delegate: 7x7 depthwise convs cut into pieces of <= 25 taps, 1x1 convs as CONV_2D) or
+'builtin' (LiteRT's own kernels, one DEPTHWISE_CONV_2D per layer). See docs/export.md for timings.
 """
 
 from __future__ import annotations
@@ -24,6 +27,11 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from litepose_jax import checkpoint, models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from litepose_jax.export import calibration, graphs, onnx, runner, tflite  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+# LiteRT CPU path → the model's depthwise_impl whose native ops suit it (models/depthwise.py). ONNX runs
+# the 'xla' form (its runtimes have their own kernels).
+KERNEL_LAYOUTS = {'xnnpack': 'tflite', 'builtin': 'xla'}
 
 
 def _parse_shape(text: str) -> tuple[int, int]:
@@ -45,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument('--batch', type=int, default=1)
   p.add_argument('--calibration', default=None, help='int8: directory or glob of calibration images')
   p.add_argument('--calibration-images', type=int, default=64, help='int8: how many calibration images')
+  p.add_argument('--kernels', choices=tuple(KERNEL_LAYOUTS), default='xnnpack',
+                 help='tflite: lay the graph out for the XNNPACK delegate (default) or the builtin kernels')
   p.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
   p.add_argument('--out', required=True, help='output file (.tflite / .onnx)')
   p.add_argument('--no-verify', dest='verify', action='store_false', help='skip the LiteRT-vs-JAX check')
@@ -53,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def export(args: argparse.Namespace) -> pathlib.Path:
   """Runs the export described by parsed CLI arguments and returns the written path."""
-  loaded = checkpoint.load_model(args.ckpt, step=args.step, depthwise_impl='xla')
+  impl = KERNEL_LAYOUTS[args.kernels] if args.format == 'tflite' else 'xla'
+  loaded = checkpoint.load_model(args.ckpt, step=args.step, depthwise_impl=impl)
   hw = args.input_shape or (None, None)
   shape = graphs.input_shape(loaded, hw[0], hw[1], args.batch)
   make_fn = graphs.network_decoder_fn if args.with_decoder else graphs.network_fn
@@ -75,7 +86,8 @@ def export(args: argparse.Namespace) -> pathlib.Path:
     files = calibration.find_images(args.calibration, limit=args.calibration_images)
     rep = [np.repeat(x, shape[0], 0) for x in calibration.representative_inputs(files, shape[1], shape[2])]
   data = tflite.to_tflite(fn, shape, args.quantize, rep, extra_builtin_fallback=args.with_decoder)
-  data = tflite.add_metadata(data, graphs.file_info(loaded, shape, args.with_decoder, args.quantize))
+  data = tflite.add_metadata(data, graphs.file_info(loaded, shape, args.with_decoder, args.quantize,
+                                                            args.kernels))
   out.write_bytes(data)
   counts = tflite.op_counts(data)
   print(f'wrote {out} ({len(data) / 1e6:.1f} MB), input images {shape} float32, quantize={args.quantize}')

@@ -44,8 +44,9 @@ def input_shape(loaded: checkpoint.LoadedModel, height: int | None = None, width
 def network_fn(loaded: checkpoint.LoadedModel) -> Callable[[jax.Array], Dict[str, jax.Array]]:
   """Variant A: images [B,H,W,3] (ImageNet-normalised RGB) → {'out_quarter', 'out_half'} (see module doc).
 
-  Load the checkpoint with depthwise_impl='xla': the native grouped convolution is what the converter
-  maps to DEPTHWISE_CONV_2D (the CPU-oriented 'shift' form would become ~49 multiply-adds per layer).
+  Load the checkpoint with depthwise_impl='tflite' (for XNNPACK) or 'xla' (LiteRT's builtin kernels):
+  their native grouped convolutions are what the converter maps to DEPTHWISE_CONV_2D (the CPU-oriented
+  'shift' form would become ~49 multiply-adds per layer).
   """
   model = loaded.model
   variables = jax.tree.map(np.asarray, loaded.variables)
@@ -72,7 +73,7 @@ def network_decoder_fn(loaded: checkpoint.LoadedModel, decode_config: Optional[d
   so the file does not depend on the image size.
 
   Args:
-    loaded: the model (load with depthwise_impl='xla').
+    loaded: the model (load with depthwise_impl='tflite' or 'xla', see `network_fn`).
     decode_config: a decode.DecodeConfig (default: the authors' settings for the keypoint set).
   """
   model = loaded.model
@@ -91,7 +92,7 @@ def network_decoder_fn(loaded: checkpoint.LoadedModel, decode_config: Optional[d
 
 
 def file_info(loaded: checkpoint.LoadedModel, shape: tuple[int, int, int, int], with_decoder: bool,
-              quantize: str) -> dict:
+              quantize: str, kernels: str = 'builtin') -> dict:
   """What an exported file needs to be run without the checkpoint (stored as its metadata JSON)."""
   return {
       'format': 'litepose-export/1',
@@ -102,6 +103,7 @@ def file_info(loaded: checkpoint.LoadedModel, shape: tuple[int, int, int, int], 
       'input_size': int(loaded.model.arch.img_size),  # the test path's short side
       'input_shape': [int(v) for v in shape],
       'quantize': quantize,
+      'kernels': kernels,  # the LiteRT CPU path the graph is laid out for ('xnnpack' | 'builtin')
       'flip_test': bool(with_decoder),  # variant B runs image + mirror inside; A leaves it to the caller
       'outputs': list(DECODER_OUTPUTS if with_decoder else NETWORK_OUTPUTS),
   }

@@ -63,7 +63,16 @@ class TFLitePredictor:
     self._seen = set()
     if self.variant == 'network':
       cfg = decode_config or decode.DecodeConfig.create(self.keypoint_set)
-      self._parse = jax.jit(lambda heat, tags: decode.parse_maps(heat, tags, cfg))
+      flip_index = tuple(self.keypoint_set.flip_index)
+
+      # The file runs on the host; everything after it (aggregation of the passes, decoding) is one
+      # jitted program: x only gives the shapes (its flipped copy inside test_time_maps is dead code).
+      def post(x, out_quarter, out_half):
+        heat, tags = inference.test_time_maps(lambda _: (out_quarter, out_half), [x], flip_index,
+                                              flip=flip, scales=(1.0,))
+        return decode.parse_maps(heat, tags, cfg)
+
+      self._post = jax.jit(post)
     elif not flip:
       raise ValueError(f'{path} holds the decoder (variant B), which runs the flip test inside; '
                        'flip=False needs a network-only (variant A) file')
@@ -85,9 +94,9 @@ class TFLitePredictor:
                          f'{x.shape[1]}x{x.shape[2]})')
       out = self.net(x)
       return out['keypoints'], out['scores'], out['valid'].astype(bool)
-    heat, tags = inference.test_time_maps(self._network, [x], self.keypoint_set.flip_index,
-                                          flip=self._flip, scales=(1.0,))
-    return tuple(np.asarray(o) for o in self._parse(heat, tags))
+    batch = np.concatenate([x, x[:, :, ::-1]]) if self._flip else x  # test_time_maps' pass order
+    out_quarter, out_half = self._network(batch)
+    return tuple(np.asarray(o) for o in self._post(x, out_quarter, out_half))
 
   def predict(self, images: Iterable[np.ndarray]) -> List[inference.Prediction]:
     """One inference.Prediction per RGB uint8 image [h,w,3] (any sizes), in input order."""

@@ -24,7 +24,8 @@ def create(arch: Union[str, Arch, Mapping[str, Any]], num_keypoints: int, dtype:
     arch: 'xs' | 's' | 'm' | 'l', an authors' architecture JSON (path, string or dict), or an Arch.
     num_keypoints: K (14 CrowdPose, 17 COCO).
     dtype: compute dtype, e.g. jnp.bfloat16 or 'bfloat16'; parameters stay float32.
-    depthwise_impl: 'auto' (shifted multiply-adds on CPU, native conv elsewhere), 'xla' or 'shift'.
+    depthwise_impl: 'auto' (shifted multiply-adds on CPU, native conv elsewhere), 'xla', 'shift' or
+      'tflite' (export for XNNPACK; see `depthwise.py`).
     final_init_scale: initial scale of the output convs (see `LitePose`; 1.0 = the authors').
   Returns:
     The linen module; `apply(variables, images[B,H,W,3], train=False)` returns

@@ -36,9 +36,10 @@ class LitePose(nn.Module):
     num_keypoints: K (14 CrowdPose, 17 COCO).
     dtype: compute dtype (jnp.bfloat16 for mixed precision); parameters and BN statistics stay float32
       and outputs are returned in float32.
-    depthwise_impl: 'auto' | 'xla' | 'shift' (see `depthwise.py`): the CPU-fast forms of the depthwise
-      conv, the 1x1 conv gradient and the transposed conv ('shift'), or XLA's native ops ('xla': GPU/TPU,
-      and export, where they map to the phone runtime's builtin kernels).
+    depthwise_impl: 'auto' | 'xla' | 'shift' | 'tflite' (see `depthwise.py`): the CPU-fast forms of the
+      depthwise conv, the 1x1 conv gradient and the transposed conv ('shift'), XLA's native ops ('xla':
+      GPU/TPU, and export for LiteRT's builtin kernels), or native ops laid out for XNNPACK ('tflite':
+      export; 7x7 depthwise kernels as pieces of ≤ 25 taps, 1x1 convs as convolutions).
     final_init_scale: scales the initial weights of the four output 1x1 convs (1.0 = PyTorch's default
       init, as the authors). With the default a fresh network outputs maps of magnitude ~0.5 against
       targets that are 0 almost everywhere, and the first ~150 steps only shrink them; a small scale
