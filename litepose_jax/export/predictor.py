@@ -70,7 +70,7 @@ class TFLitePredictor:
       def post(x, out_quarter, out_half):
         heat, tags = inference.test_time_maps(lambda _: (out_quarter, out_half), [x], flip_index,
                                               flip=flip, scales=(1.0,))
-        return decode.parse_maps(heat, tags, cfg)
+        return decode.parse_maps(*inference.materialize(heat, tags), cfg)
 
       self._post = jax.jit(post)
     elif not flip:
