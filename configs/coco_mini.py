@@ -6,7 +6,9 @@ Trains LitePose-XS from scratch on the 36 images with light augmentation (zoom-o
 default translation; no rotation, no flip) and evaluates on the same 36 images. Global batch 12 (3 steps per
 epoch). Target: AP ≥ 0.8 on those images (our evaluator; pycocotools agrees). Measured here: 600 steps (200
 epochs, 58 min on the 2-core CPU) reach AP 0.101 and are still climbing (0.023 at 300, 0.073 at 450):
-the target needs several times more steps (`--config.train.num_epochs=...`).
+the target needs several times more steps (`--config.train.num_epochs=...`). Continuing from those weights
+(`--config.train.init_from=workdirs/coco_mini --config.train.num_epochs=250 --config.optimizer.lr=2e-3`,
+750 more steps, 47 min) reaches AP 0.305 (0.259 halfway).
 """
 
 from configs import common
