@@ -56,7 +56,6 @@ _JAX = flags.DEFINE_list('jax', ['auto'], 'depthwise_impl forms of the jitted JA
                         "(e.g. auto,xla; 'xla' is XLA:CPU's slow native depthwise conv); empty: none.")
 _KERNELS = flags.DEFINE_list('kernels', ['xnnpack', 'builtin'], 'LiteRT CPU paths: xnnpack, builtin.')
 _LAYOUTS = flags.DEFINE_list('layouts', ['xnnpack', 'builtin'], 'Exported graph layouts: xnnpack, builtin.')
-_LAYOUT_IMPL = {'xnnpack': 'tflite', 'builtin': 'xla'}  # as the export CLI's --kernels
 _MODE = flags.DEFINE_enum('mode', 'latency', ['latency', 'accuracy'], 'What to measure.')
 _CKPT = flags.DEFINE_string('ckpt', None, 'accuracy: checkpoint (default: converted XS reference weights).')
 _IMAGES = flags.DEFINE_string('images', str(REPO / 'tests/data/coco_mini/val2017'), 'accuracy: images.')
@@ -90,7 +89,7 @@ def _reference_xs(impl: str) -> checkpoint.LoadedModel:
 
 def accuracy() -> None:
   """Output differences of the exported files vs the JAX float model, per quantisation mode."""
-  impl = _LAYOUT_IMPL[_LAYOUTS.value[0]]
+  impl = graphs.KERNEL_LAYOUTS[_LAYOUTS.value[0]]
   loaded = (checkpoint.load_model(_CKPT.value, depthwise_impl=impl) if _CKPT.value else _reference_xs(impl))
   shape = graphs.input_shape(loaded)
   k = loaded.meta['num_keypoints']
@@ -133,7 +132,7 @@ def main(argv):
   rows = []
   for arch in _ARCHS.value:
     for layout in _LAYOUTS.value:
-      model = models.create(arch, 14, depthwise_impl=_LAYOUT_IMPL[layout])
+      model = models.create(arch, 14, depthwise_impl=graphs.KERNEL_LAYOUTS[layout])
       size = model.arch.img_size
       variables = models.init_variables(model, jax.random.PRNGKey(0), image_size=64)
       loaded = checkpoint.LoadedModel(model, variables, checkpoint.model_meta(model.arch, 14), 0)

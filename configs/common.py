@@ -19,7 +19,7 @@ def get_config(arch: str = 'xs', dataset: str = 'crowdpose') -> ml_collections.C
   c.model = ml_collections.ConfigDict()
   c.model.arch = arch                  # 'xs' | 's' | 'm' | 'l' | path to an authors' architecture JSON
   c.model.dtype = 'float32'            # compute dtype; 'bfloat16' = mixed precision, fp32 master weights
-  c.model.depthwise_impl = 'auto'      # 'auto' | 'xla' | 'shift' (see models/depthwise.py)
+  c.model.depthwise_impl = 'auto'      # 'auto' | 'xla' | 'shift' | 'tflite' (see models/depthwise.py)
   c.model.final_init_scale = 1.0       # init scale of the output convs (1.0 = PyTorch's, as the authors)
 
   c.dataset = ml_collections.ConfigDict()

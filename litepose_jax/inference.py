@@ -156,23 +156,35 @@ def test_time_maps(apply_fn: Callable, inputs: Sequence[jax.Array], flip_index: 
   if 1.0 not in scales:
     raise ValueError(f'scales must include 1.0 (the tag maps come from it), got {scales}')
   base = inputs[list(scales).index(1.0)].shape[1:3]
-  flip_index = jnp.asarray(flip_index)
   heat_sum, tags = 0.0, None
   for x, s in zip(inputs, scales):
     batch = jnp.concatenate([x, x[:, :, ::-1]], axis=0) if flip else x
-    out_quarter, out_half = apply_fn(batch)
-    heat, tag = _pass_maps(out_quarter, out_half, len(flip_index))
-    if flip:
-      b = x.shape[0]
-      heat_f, tag_f = heat[b:, flip_index, :, ::-1], tag[b:, flip_index, :, ::-1]
-      heat_s = (_resize(heat[:b], base) + _resize(heat_f, base)) / 2.0
-      tag_s = jnp.stack([_resize(tag[:b], base), _resize(tag_f, base)], axis=2)
-    else:
-      heat_s, tag_s = _resize(heat, base), _resize(tag, base)[:, :, None]
+    heat_s, tag_s = aggregate_passes(*apply_fn(batch), flip_index, flip, base)
     heat_sum = heat_sum + heat_s
     if s == 1.0:
       tags = tag_s
   return heat_sum / float(len(inputs)), tags
+
+
+def aggregate_passes(out_quarter: jax.Array, out_half: jax.Array, flip_index: Sequence[int], flip: bool,
+                     base_hw: Tuple[int, int]) -> Tuple[jax.Array, jax.Array]:
+  """One scale's network outputs → its maps at the base input resolution (spec e.2-e.3).
+
+  Args:
+    out_quarter, out_half: the network's outputs on [images; mirrored images] (2B) when flip, else B.
+    flip_index: K ints.
+    base_hw: (H, W), the resolution of the scale-1.0 input.
+  Returns:
+    heatmaps [B,K,H,W] (mean of the passes), tags [B,K,L,H,W] (L = 2 with flip, else 1).
+  """
+  flip_index = jnp.asarray(flip_index)
+  heat, tag = _pass_maps(out_quarter, out_half, len(flip_index))
+  if not flip:
+    return _resize(heat, base_hw), _resize(tag, base_hw)[:, :, None]
+  b = heat.shape[0] // 2
+  heat_f, tag_f = heat[b:, flip_index, :, ::-1], tag[b:, flip_index, :, ::-1]
+  return ((_resize(heat[:b], base_hw) + _resize(heat_f, base_hw)) / 2.0,
+          jnp.stack([_resize(tag[:b], base_hw), _resize(tag_f, base_hw)], axis=2))
 
 
 def materialize(heat: jax.Array, tags: jax.Array) -> Tuple[jax.Array, jax.Array]:

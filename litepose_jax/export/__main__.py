@@ -29,11 +29,6 @@ from litepose_jax import checkpoint, models  # pylint: disable=g-import-not-at-t
 from litepose_jax.export import calibration, graphs, onnx, runner, tflite  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
-# LiteRT CPU path → the model's depthwise_impl whose native ops suit it (models/depthwise.py). ONNX runs
-# the 'xla' form (its runtimes have their own kernels).
-KERNEL_LAYOUTS = {'xnnpack': 'tflite', 'builtin': 'xla'}
-
-
 def _parse_shape(text: str) -> tuple[int, int]:
   try:
     h, w = (int(v) for v in text.lower().split('x'))
@@ -53,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument('--batch', type=int, default=1)
   p.add_argument('--calibration', default=None, help='int8: directory or glob of calibration images')
   p.add_argument('--calibration-images', type=int, default=64, help='int8: how many calibration images')
-  p.add_argument('--kernels', choices=tuple(KERNEL_LAYOUTS), default='xnnpack',
+  p.add_argument('--kernels', choices=tuple(graphs.KERNEL_LAYOUTS), default='xnnpack',
                  help='tflite: lay the graph out for the XNNPACK delegate (default) or the builtin kernels')
   p.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
   p.add_argument('--out', required=True, help='output file (.tflite / .onnx)')
@@ -63,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def export(args: argparse.Namespace) -> pathlib.Path:
   """Runs the export described by parsed CLI arguments and returns the written path."""
-  impl = KERNEL_LAYOUTS[args.kernels] if args.format == 'tflite' else 'xla'
+  # ONNX runs the 'xla' form (its runtimes have their own kernels).
+  impl = graphs.KERNEL_LAYOUTS[args.kernels] if args.format == 'tflite' else 'xla'
   loaded = checkpoint.load_model(args.ckpt, step=args.step, depthwise_impl=impl)
   hw = args.input_shape or (None, None)
   shape = graphs.input_shape(loaded, hw[0], hw[1], args.batch)
@@ -86,8 +82,7 @@ def export(args: argparse.Namespace) -> pathlib.Path:
     files = calibration.find_images(args.calibration, limit=args.calibration_images)
     rep = [np.repeat(x, shape[0], 0) for x in calibration.representative_inputs(files, shape[1], shape[2])]
   data = tflite.to_tflite(fn, shape, args.quantize, rep, extra_builtin_fallback=args.with_decoder)
-  data = tflite.add_metadata(data, graphs.file_info(loaded, shape, args.with_decoder, args.quantize,
-                                                            args.kernels))
+  data = tflite.add_metadata(data, graphs.file_info(loaded, shape, args.with_decoder, args.quantize))
   out.write_bytes(data)
   counts = tflite.op_counts(data)
   print(f'wrote {out} ({len(data) / 1e6:.1f} MB), input images {shape} float32, quantize={args.quantize}')

@@ -23,6 +23,11 @@ from litepose_jax import inference
 
 NETWORK_OUTPUTS = ('out_quarter', 'out_half')
 
+# LiteRT CPU path a file is laid out for → the model's depthwise_impl whose native ops suit it
+# (models/depthwise.py): XNNPACK gets 7x7 depthwise kernels in pieces of ≤ 25 taps, the builtin kernels
+# one op per layer.
+KERNEL_LAYOUTS = {'xnnpack': 'tflite', 'builtin': 'xla'}
+
 
 def input_shape(loaded: checkpoint.LoadedModel, height: int | None = None, width: int | None = None,
                 batch: int = 1) -> tuple[int, int, int, int]:
@@ -92,7 +97,7 @@ def network_decoder_fn(loaded: checkpoint.LoadedModel, decode_config: Optional[d
 
 
 def file_info(loaded: checkpoint.LoadedModel, shape: tuple[int, int, int, int], with_decoder: bool,
-              quantize: str, kernels: str = 'builtin') -> dict:
+              quantize: str) -> dict:
   """What an exported file needs to be run without the checkpoint (stored as its metadata JSON)."""
   return {
       'format': 'litepose-export/1',
@@ -103,7 +108,8 @@ def file_info(loaded: checkpoint.LoadedModel, shape: tuple[int, int, int, int], 
       'input_size': int(loaded.model.arch.img_size),  # the test path's short side
       'input_shape': [int(v) for v in shape],
       'quantize': quantize,
-      'kernels': kernels,  # the LiteRT CPU path the graph is laid out for ('xnnpack' | 'builtin')
+      # The LiteRT CPU path the graph is laid out for ('xnnpack' | 'builtin'), from the model's form.
+      'kernels': 'xnnpack' if loaded.model.depthwise_impl == KERNEL_LAYOUTS['xnnpack'] else 'builtin',
       'flip_test': bool(with_decoder),  # variant B runs image + mirror inside; A leaves it to the caller
       'outputs': list(DECODER_OUTPUTS if with_decoder else NETWORK_OUTPUTS),
   }

@@ -66,10 +66,10 @@ class TFLitePredictor:
       flip_index = tuple(self.keypoint_set.flip_index)
 
       # The file runs on the host; everything after it (aggregation of the passes, decoding) is one
-      # jitted program: x only gives the shapes (its flipped copy inside test_time_maps is dead code).
-      def post(x, out_quarter, out_half):
-        heat, tags = inference.test_time_maps(lambda _: (out_quarter, out_half), [x], flip_index,
-                                              flip=flip, scales=(1.0,))
+      # jitted program. The input resolution is twice that of out_half.
+      def post(out_quarter, out_half):
+        base_hw = (2 * out_half.shape[1], 2 * out_half.shape[2])
+        heat, tags = inference.aggregate_passes(out_quarter, out_half, flip_index, flip, base_hw)
         return decode.parse_maps(*inference.materialize(heat, tags), cfg)
 
       self._post = jax.jit(post)
@@ -94,9 +94,8 @@ class TFLitePredictor:
                          f'{x.shape[1]}x{x.shape[2]})')
       out = self.net(x)
       return out['keypoints'], out['scores'], out['valid'].astype(bool)
-    batch = np.concatenate([x, x[:, :, ::-1]]) if self._flip else x  # test_time_maps' pass order
-    out_quarter, out_half = self._network(batch)
-    return tuple(np.asarray(o) for o in self._post(x, out_quarter, out_half))
+    batch = np.concatenate([x, x[:, :, ::-1]]) if self._flip else x  # the pass order aggregate_passes reads
+    return tuple(np.asarray(o) for o in self._post(*self._network(batch)))
 
   def predict(self, images: Iterable[np.ndarray]) -> List[inference.Prediction]:
     """One inference.Prediction per RGB uint8 image [h,w,3] (any sizes), in input order."""

@@ -62,12 +62,7 @@ def output_size(size: int, kernel_size: int, stride: int) -> int:
 
 def depthwise_conv_xla(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
   """Native grouped convolution. x [B,H,W,C], kernel [k,k,C] → [B,H',W',C]."""
-  k = kernel.shape[0]
-  c = x.shape[-1]
-  pad = k // 2
-  return lax.conv_general_dilated(
-      x, kernel.reshape(k, k, 1, c), window_strides=(stride, stride), padding=((pad, pad), (pad, pad)),
-      dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=c)
+  return _native_piece(x, kernel, stride, (1, 1))
 
 
 def _native_piece(x: jax.Array, kernel: jax.Array, stride: int, dilation: Tuple[int, int]) -> jax.Array:
@@ -95,8 +90,7 @@ def depthwise_conv_rings(x: jax.Array, kernel: jax.Array, stride: int = 1,
     return depthwise_conv_xla(x, kernel, stride)
   pad = k // 2
   center = max(r for r in range(pad + 1) if (2 * r + 1) ** 2 <= max_taps)
-  out = _native_piece(x, kernel[pad - center:pad + center + 1, pad - center:pad + center + 1], stride,
-                      (1, 1))
+  out = depthwise_conv_xla(x, kernel[pad - center:pad + center + 1, pad - center:pad + center + 1], stride)
   for r in range(center + 1, pad + 1):
     rows = jnp.stack([kernel[pad - r, pad - r:pad + r + 1], kernel[pad + r, pad - r:pad + r + 1]])
     cols = jnp.stack([kernel[pad - r + 1:pad + r, pad - r], kernel[pad - r + 1:pad + r, pad + r]], axis=1)

@@ -69,17 +69,24 @@ class BatchNorm(nn.Module):
         ra_var.value = (1 - self.momentum) * ra_var.value + self.momentum * unbiased
     else:
       mean, var = ra_mean.value, ra_var.value
-    # Folded into one multiply-add per element: y = x·a + b.
-    a = scale * lax.rsqrt(var + self.epsilon)
-    b = bias - mean * a
+    a, b = _affine(scale, bias, mean, var, self.epsilon)
     return (xf * a + b).astype(self.dtype or x.dtype)
 
-  @staticmethod
-  def fold(variables, name: str, epsilon: float = 1e-5) -> Tuple[jax.Array, jax.Array]:
-    """Eval-mode (a, b) [C] of the BatchNorm `name` in a parent's `variables`: bn(x) = x·a + b."""
-    p, st = variables['params'][name], variables['batch_stats'][name]
-    a = p['scale'] * lax.rsqrt(st['var'] + epsilon)
-    return a, p['bias'] - st['mean'] * a
+  def folded(self) -> Tuple[jax.Array, jax.Array]:
+    """Eval-mode (a, b) [C] from the running statistics, bn(x) = x·a + b, without applying the layer.
+
+    Only on a bound module whose variables exist (apply, not init): a parent folds them into the conv
+    before this BatchNorm (ConvBN, 'tflite' form).
+    """
+    return _affine(self.get_variable('params', 'scale'), self.get_variable('params', 'bias'),
+                   self.get_variable('batch_stats', 'mean'), self.get_variable('batch_stats', 'var'),
+                   self.epsilon)
+
+
+def _affine(scale, bias, mean, var, epsilon: float) -> Tuple[jax.Array, jax.Array]:
+  """BatchNorm as one multiply-add per element: y = x·a + b."""
+  a = scale * lax.rsqrt(var + epsilon)
+  return a, bias - mean * a
 
 
 @jax.custom_vjp
@@ -184,20 +191,20 @@ class ConvBN(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    if self.depthwise:
+    bn = BatchNorm(dtype=self.dtype, name='bn')
+    if not self.depthwise:
+      x = bn(Conv(self.features, self.kernel_size, self.stride, self.dtype, self.impl, name='conv')(x), train)
+    else:
       if self.features != x.shape[-1]:
         raise ValueError(f'depthwise conv keeps channels: {x.shape[-1]} → {self.features}')
       conv = DepthwiseConv(self.kernel_size, self.stride, self.impl, self.dtype, name='conv')
       if self.impl == 'tflite' and not train and not self.is_initializing():
         # Export for XNNPACK: the 7x7 conv is a sum of convs, which the TFLite converter cannot fold a
         # following BatchNorm into (it would stay a MUL + ADD per layer); fold it here instead.
-        a, b = BatchNorm.fold(self.variables, 'bn')
+        a, b = bn.folded()
         x = conv(x, out_scale=a) + b.astype(self.dtype)
-        return self.act(x) if self.act is not None else x
-      x = conv(x)
-    else:
-      x = Conv(self.features, self.kernel_size, self.stride, self.dtype, self.impl, name='conv')(x)
-    x = BatchNorm(dtype=self.dtype, name='bn')(x, train)
+      else:
+        x = bn(conv(x), train)
     return self.act(x) if self.act is not None else x
 
 
