@@ -208,12 +208,11 @@ def test_make_train_example_rejects_bad_arguments():
 
 
 def test_large_heatmap_batch_matches_numpy_oracle():
-  """A batch of maps above targets._SEGMENT_MAX_BYTES takes the max-scatter path (training batches at
-  R = I/2 do); it must give the same maps as spec (b)'s per-window max, padding people included."""
+  """A training-sized batch (more valid joints than the smallest window bucket, joints on and off the
+  grid edges, zero-padded people) gives the same maps as spec (b)'s per-window max."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(7)
   b, p, k, res = 24, 4, 17, 128
-  assert b * res * res * k * 4 > targets._SEGMENT_MAX_BYTES  # pylint: disable=protected-access
   kps = np.zeros((b, p, k, 3))
   kps[..., :2] = rng.uniform(-10, res + 10, (b, p, k, 2))
   kps[:, 0, :3, :2] = rng.uniform(-0.99, 0.0, (b, 3, 2))  # int() truncates toward zero: still in the grid
@@ -252,3 +251,81 @@ def test_supervising_outside_the_image_keeps_only_ignore_regions_masked():
     assert ignored.sum() > 50
     assert (regions['masks'][s] != (~ignored).astype(np.float32)).mean() <= 0.005
     np.testing.assert_array_equal(regions['heatmaps'][s], free['heatmaps'][s])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Ignore-region lookups (resample.rle_lookup, keep_masks): exact against dense masks.
+
+def _random_region_masks(rng, shapes):
+  """Dense ignore masks with rectangles and discs, some touching the top/bottom rows (their runs cross
+  column boundaries), and one image without regions."""
+  masks = []
+  for i, (h, w) in enumerate(shapes):
+    m = np.zeros((h, w), np.uint8)
+    if i != 1:
+      for _ in range(rng.integers(1, 4)):
+        y0, x0 = rng.integers(0, h), rng.integers(0, w)
+        if rng.random() < 0.5:
+          m[max(0, y0 - 40) if rng.random() < 0.5 else 0:y0 + 1, x0:x0 + rng.integers(1, 60)] = 1
+        else:
+          yy, xx = np.mgrid[:h, :w]
+          m[(yy - y0) ** 2 + (xx - x0) ** 2 <= rng.integers(4, 900)] = 1
+    m[-1, -1] = 1 if i == 2 else m[-1, -1]  # a region ending on the last pixel
+    if i == len(shapes) - 1:  # only one run, from the bottom of column x into the top of column x+1
+      m[:] = 0
+      x0 = rng.integers(0, w - 1)
+      m[rng.integers(h // 2, h):, x0] = 1
+      m[:rng.integers(1, h // 2), x0 + 1] = 1
+    masks.append(m)
+  return masks
+
+
+def _padded_counts(masks):
+  from litepose_jax.data import ignore_regions  # pylint: disable=g-import-not-at-top
+  rles = [ignore_regions.rle_from_mask(m) if m.any() else np.zeros([0], np.int32) for m in masks]
+  counts = np.zeros((len(rles), max(len(r) for r in rles)), np.int32)
+  for i, r in enumerate(rles):
+    counts[i, :len(r)] = r
+  return counts
+
+
+def test_ignored_pixels_equal_dense_masks():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from litepose_jax.data import resample  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(11)
+  shapes = [(120, 90), (64, 64), (100, 140), (77, 51), (60, 40)]
+  masks = _random_region_masks(rng, shapes)
+  counts = _padded_counts(masks)
+  n = 5000
+  xs = np.stack([rng.integers(0, w, n) for h, w in shapes]).astype(np.int32)
+  ys = np.stack([rng.integers(0, h, n) for h, w in shapes]).astype(np.int32)
+  got = resample.ignored_pixels(tf.constant(counts), tf.constant(shapes), tf.constant(xs),
+                                tf.constant(ys)).numpy()
+  want = np.stack([m[y, x] > 0 for m, x, y in zip(masks, xs, ys)])
+  assert want.sum() > 200 and not want[1].any()
+  np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize('flip', [False, True])
+def test_masks_of_coarse_grids_equal_their_own_lookup(flip):
+  """keep_masks looks regions up on the finest grid and subsamples it for the coarser ones: the result
+  must be identical to looking each grid up on its own (rotated, shifted, zoomed crops)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from litepose_jax.data import geometry, resample  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(3 + flip)
+  shapes = [(480, 640), (300, 300), (427, 640), (640, 480), (400, 300)]
+  masks = _random_region_masks(rng, shapes)
+  counts = tf.constant(_padded_counts(masks))
+  hw = tf.constant(shapes, tf.int32)
+  b = len(shapes)
+  aug = {'scale': tf.constant(rng.uniform(0.75, 1.5, b)), 'rot': tf.constant(rng.uniform(-30, 30, b)),
+         'dx': tf.constant(rng.integers(-40, 40, b), tf.int32),
+         'dy': tf.constant(rng.integers(-40, 40, b), tf.int32)}
+  sizes = (64, 128)
+  mats = geometry.train_matrices(hw[:, 0], hw[:, 1], aug, sizes)
+  flips = tf.constant([flip, not flip, flip, flip, flip])
+  both = resample.keep_masks(counts, hw, mats, sizes, flips)
+  for s, res in enumerate(sizes):
+    alone, = resample.keep_masks(counts, hw, [mats[s]], [res], flips)
+    assert (both[s].numpy() == 0).mean() > 0.01
+    np.testing.assert_array_equal(both[s].numpy(), alone.numpy())

@@ -4,7 +4,9 @@ The input pipeline is CPU-bound, and TF runs every element-wise op as its own pa
 slow broadcasting and 10-40 ns per gathered index. So the training image warp (coordinates, four tap
 gathers, blend, rounding, normalisation) is one XLA program per input size and pixel-table bucket
 (`warp_train_image`), and the mask grids of a whole batch are one XLA program per batch shape, with the
-ignore regions read by binary search over their run lengths (`keep_masks`, `rle_lookup`). The general
+ignore regions read by binary search over their run lengths, once per crop on the finest grid and only
+inside the regions' bounding box (`keep_masks`, `rle_lookup`). `call_compiled` is the XLA runner shared
+with targets.py. The general
 `warp` (test-time resize) gathers horizontal pixel pairs (6 bytes: taps (x0, y) and (x0+1, y)) as TF ops
 and blends them under XLA.
 Set LITEPOSE_DATA_XLA=0 to run everything as plain TF ops (same results up to float rounding).
@@ -94,10 +96,10 @@ def _compiled(fn, static: tuple):
   return tf.function(functools.partial(fn, **dict(static)), jit_compile=True, autograph=False)
 
 
-def _call(fn, static: dict, *args):
+def call_compiled(fn, static: dict, *args):
   """Runs `fn` XLA-compiled (cached per static arguments) when its static arguments are Python values."""
   items = tuple(sorted(static.items()))
-  if _USE_XLA and all(isinstance(v, (int, bool, tuple)) for _, v in items):
+  if _USE_XLA and all(isinstance(v, (int, float, bool, tuple)) for _, v in items):
     return _compiled(fn, items)(*args)
   return fn(*args, **static)
 
@@ -184,8 +186,8 @@ def warp_train_image(region: tf.Tensor, offset, matrix: tf.Tensor, flip, input_s
   n = region_hw[0] * region_hw[1]
   # Padding the flat bytes is a plain copy; padding the [n,3] view runs ~6x slower in TF.
   flat = tf.concat([tf.reshape(region, [-1]), tf.zeros([3 * (_bucket_length(n) - n)], tf.uint8)], 0)
-  return _call(_warp_image, {'input_size': input_size}, tf.reshape(flat, [-1, 3]), matrix, offset_xy,
-               region_hw, tf.cast(flip, tf.bool))
+  return call_compiled(_warp_image, {'input_size': input_size}, tf.reshape(flat, [-1, 3]), matrix,
+                       offset_xy, region_hw, tf.cast(flip, tf.bool))
 
 
 def warp(image: tf.Tensor, matrix: tf.Tensor, out_hw: Sequence, normalize: bool = False) -> tf.Tensor:
@@ -209,40 +211,93 @@ def warp(image: tf.Tensor, matrix: tf.Tensor, out_hw: Sequence, normalize: bool 
   table = _pair_table(image)
   pairs = [tf.gather(table, _pair_index(x0, tf.clip_by_value(y0 + d, 0, shape[0] - 1), shape[1], pairs_even))
            for d in (0, 1)]
-  out = _call(_blend, {'normalize': normalize}, pairs[0], pairs[1], tf.stack([wx0, wx1]),
-              tf.stack([wy0, wy1]))  # XLA: compiled once per test-input shape bucket
+  out = call_compiled(_blend, {'normalize': normalize}, pairs[0], pairs[1], tf.stack([wx0, wx1]),
+                      tf.stack([wy0, wy1]))  # XLA: compiled once per test-input shape bucket
   return tf.reshape(out, tf.stack([out_hw[0], out_hw[1], 3]))
 
 
-def rle_lookup(counts: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
+def region_boxes(counts: tf.Tensor, height: tf.Tensor) -> tf.Tensor:
+  """Per image, the bounding box of its ignore regions: [B,4] int32 (x0, x1, y0, y1), inclusive.
+
+  From the run lengths alone: a 1-run inside one column spans its rows; one that crosses a column boundary
+  is given every row. No regions: an empty box (x0 > x1).
+
+  Args:
+    counts: [B,C] int32 column-major run lengths, zero-padded.
+    height: [B] int32 image heights H.
+  """
+  h = tf.cast(height, tf.int32)[:, None]
+  ends = tf.cumsum(counts, axis=-1)
+  starts = ends - counts
+  ones = tf.equal(tf.range(tf.shape(counts)[-1]) % 2, 1) & (counts > 0)
+  last = tf.maximum(ends - 1, 0)
+  col0, col1 = starts // h, last // h
+  one_column = tf.equal(col0, col1)
+  row0 = tf.where(one_column, starts % h, 0)
+  row1 = tf.where(one_column, last % h, h - 1)
+  low = lambda v: tf.reduce_min(tf.where(ones, v, tf.int32.max), axis=-1)
+  high = lambda v: tf.reduce_max(tf.where(ones, v, -1), axis=-1)
+  return tf.stack([low(col0), high(col1), low(row0), high(row1)], axis=-1)
+
+
+def _in_boxes(xs, ys, boxes):
+  """[B,N] bool: pixel (xs, ys) lies in its image's box ([B,4] from region_boxes)."""
+  b = [boxes[:, i, None] for i in range(4)]
+  return (xs >= b[0]) & (xs <= b[1]) & (ys >= b[2]) & (ys <= b[3])
+
+
+def rle_lookup(counts: tf.Tensor, candidate: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
   """Whether pixels of each image lie inside its region given as column-major run lengths.
 
-  A binary search over the run ends: no H×W mask is ever built.
+  A binary search over the run ends for the candidate pixels only (those inside the regions' bounding
+  box: on COCO ~13% of a crop's grid pixels; the search costs ~30 ns per pixel in TF): no H×W mask is
+  ever built. All candidates of the batch go through one search of one sorted sequence, image b's run
+  ends offset by b·S (S above every image's pixel count).
 
   Args:
     counts: [B,C] int32 run lengths (0-runs and 1-runs alternating, starting with 0s) covering the H·W
-      pixels, zero-padded at the end (all zeros: no region).
+      pixels, zero-padded at the end (all zeros: no region); C > 0.
+    candidate: [B,N] bool, the pixels to look up (the others are reported outside).
     index: [B,N] int32 column-major pixel indices x·H + y (in the image).
 
   Returns:
     [B,N] bool.
   """
-  ends = tf.cumsum(counts, axis=-1)
-  run = tf.searchsorted(ends, index, side='right')
-  # Zero padding repeats the last end (H·W, beyond every pixel) and leaves `run` alone; an image
-  # without regions has ends of 0, which the `index < total` test turns off.
-  total = tf.reduce_sum(counts, axis=-1, keepdims=True)
-  return tf.equal(run % 2, 1) & (index < total)
+  where = tf.where(candidate)  # [M,2] (b, n)
+  b = where[:, 0]
+  pixel = tf.cast(tf.gather_nd(index, where), tf.int64)
+  ends = tf.cumsum(tf.cast(counts, tf.int64), axis=-1)
+  total = ends[:, -1]
+  stride = tf.reduce_max(total) + 1
+  sequence = ends + tf.range(tf.shape(ends, out_type=tf.int64)[0])[:, None] * stride
+  run = tf.searchsorted(tf.reshape(sequence, [1, -1]), (pixel + b * stride)[None], side='right',
+                        out_type=tf.int64)[0]
+  run -= b * tf.shape(counts, out_type=tf.int64)[1]
+  # Zero padding repeats the last end (H·W, beyond every pixel) and leaves `run` alone.
+  hit = tf.equal(run % 2, 1) & (pixel < tf.gather(total, b))
+  # Back to the grid: a segment max (TF's scatter_nd measured 2x slower here).
+  shape = tf.shape(index, out_type=tf.int64)
+  ignored = tf.math.unsorted_segment_max(tf.cast(hit, tf.int32), b * shape[1] + where[:, 1],
+                                         shape[0] * shape[1])
+  return tf.reshape(ignored > 0, shape)
 
 
-def _mask_grid(matrix, image_hw, flip, res: int):
-  """Per mask-grid pixel: inside the warped image (bilinear coverage > 0.5), and the nearest pixel.
+def ignored_pixels(counts: tf.Tensor, image_hw: tf.Tensor, xs: tf.Tensor, ys: tf.Tensor) -> tf.Tensor:
+  """[B,N] bool: pixel (xs, ys [B,N]) of image b (image_hw [B,2]) lies in its regions (counts [B,C])."""
+  counts = tf.cast(counts, tf.int32)
+  h = tf.cast(image_hw[:, :1], tf.int32)
+  return rle_lookup(counts, _in_boxes(xs, ys, region_boxes(counts, h[:, 0])), xs * h + ys)
+
+
+def _mask_grid(matrix, image_hw, flip, boxes, res: int):
+  """Per mask-grid pixel: inside the warped image (bilinear coverage > 0.5), and its nearest pixel.
 
   The coverage of an axis is the weight of the bilinear taps that land inside [0, n): min(s + 1, n − s)
   clipped to [0, 1], the same float32 values as summing the two tap weights of `_axis_taps`.
 
   Returns:
-    (inside [B,R²] bool, column-major index x·H + y [B,R²] int32 of the nearest in-image pixel).
+    (inside [B,R²] bool, candidate [B,R²] bool: the nearest pixel is in the regions' box ([B,4] boxes),
+     index [B,R²] int32 column-major x·H + y of the nearest in-image pixel).
   """
   sx, sy = _coordinates(matrix, tf.zeros(tf.shape(image_hw), tf.float32), res, res, flip)  # [B,R²]
   hw = tf.cast(image_hw, tf.float32)
@@ -251,11 +306,15 @@ def _mask_grid(matrix, image_hw, flip, res: int):
   inside = cover(sx, w) * cover(sy, h) > 0.5
   xs = tf.cast(tf.floor(tf.clip_by_value(sx + 0.5, 0.0, w - 1.0)), tf.int32)
   ys = tf.cast(tf.floor(tf.clip_by_value(sy + 0.5, 0.0, h - 1.0)), tf.int32)
-  return inside, xs * tf.cast(image_hw[:, :1], tf.int32) + ys
+  return inside, _in_boxes(xs, ys, boxes), xs * image_hw[:, :1] + ys
 
 
-def keep_masks(ignore_rle: tf.Tensor, image_hw: tf.Tensor, matrix: tf.Tensor, res: int,
-               flip: tf.Tensor, mask_outside: bool = True) -> tf.Tensor:
+def _mask_inside(matrix, image_hw, flip, res: int):
+  return _mask_grid(matrix, image_hw, flip, tf.zeros([1, 4], tf.int32), res)[0]
+
+
+def keep_masks(ignore_rle: tf.Tensor, image_hw: tf.Tensor, matrices: Sequence[tf.Tensor],
+               sizes: Sequence[int], flip: tf.Tensor, mask_outside: bool = True) -> list:
   """The authors' mask targets for a batch: (1 − ignore) warped to R×R (zero border), flipped, > 0.5.
 
   The image border part is exact: the bilinear warp of the all-ones mask (its coverage) > 0.5. Inside the
@@ -264,23 +323,50 @@ def keep_masks(ignore_rle: tf.Tensor, image_hw: tf.Tensor, matrix: tf.Tensor, re
   cheaper than four (the fixtures differ from the authors' masks on ≤ 0.2% of pixels, all on region
   edges). The per-pixel arithmetic is one XLA program per batch shape.
 
+  Regions are looked up once, on the finest grid: the grids of one crop are the same square at
+  resolutions R_s, so the matrices differ by the factor f = R_max / R_s in their first two rows (powers
+  of two here, exact in floating point), and pixel (i, j) of grid s samples the same image point as pixel
+  (f·i, f·j) of the finest grid, or (f·i, f·j + f − 1) when flipped: its nearest pixel, hence its lookup,
+  is bit-identical. Sizes that do not divide the finest are looked up on their own.
+
   Args:
     ignore_rle: [B,C] column-major run lengths of the ignored pixels (records.py), zero-padded; C = 0:
       no regions in the batch.
     image_hw: [B,2] image (H, W).
-    matrix: [B,2,3] image → grid affines.
-    res: R.
+    matrices: per size, [B,2,3] image → grid affines.
+    sizes: the grid sizes R_s.
     flip: [B] bool, reverse the columns.
     mask_outside: the authors' rule, pixels outside the warped image are not used. False supervises them
       (target 0 there): the network then learns that the black border, which the test-time path also
       pads with, holds no joint (ignore regions still apply, read at the nearest image pixel).
 
   Returns:
-    [B,R,R] float32 in {0, 1}, 1 = use.
+    One [B,R_s,R_s] float32 in {0, 1} per size, 1 = use.
   """
-  inside, index = _call(_mask_grid, {'res': res}, matrix, tf.cast(image_hw, tf.int32), tf.cast(flip, tf.bool))
-  if not mask_outside:
-    inside = tf.ones_like(inside)
-  keep = tf.cond(tf.size(ignore_rle) > 0,
-                 lambda: inside & ~rle_lookup(tf.cast(ignore_rle, tf.int32), index), lambda: inside)
-  return tf.reshape(tf.cast(keep, tf.float32), [-1, res, res])
+  image_hw = tf.cast(image_hw, tf.int32)
+  flip = tf.cast(flip, tf.bool)
+  has_regions = tf.size(ignore_rle) > 0
+  counts = tf.cast(ignore_rle, tf.int32)
+  boxes = tf.cond(has_regions, lambda: region_boxes(counts, image_hw[:, 0]),
+                  lambda: tf.tile(tf.constant([[1, 0, 1, 0]]), [tf.shape(image_hw)[0], 1]))  # empty boxes
+  finest = max(sizes)
+  ignored_finest = None
+  masks = []
+  for matrix, res in sorted(zip(matrices, sizes), key=lambda t: -t[1]):
+    factor = finest // res
+    if ignored_finest is not None and factor * res == finest:
+      inside = call_compiled(_mask_inside, {'res': res}, matrix, image_hw, flip)
+      grid = tf.reshape(ignored_finest, [-1, finest, finest])[:, ::factor]
+      ignored = tf.where(flip[:, None, None], grid[:, :, factor - 1::factor], grid[:, :, ::factor])
+      ignored = tf.reshape(ignored, [-1, res * res])
+    else:
+      inside, candidate, index = call_compiled(_mask_grid, {'res': res}, matrix, image_hw, flip, boxes)
+      ignored = tf.cond(has_regions, lambda: rle_lookup(counts, candidate, index),
+                        lambda: tf.zeros_like(inside))
+      if res == finest:
+        ignored_finest = ignored
+    if not mask_outside:
+      inside = tf.ones_like(inside)
+    masks.append((res, tf.reshape(tf.cast(inside & ~ignored, tf.float32), [-1, res, res])))
+  by_size = dict(masks)
+  return [by_size[r] for r in sizes]
