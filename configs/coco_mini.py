@@ -42,4 +42,7 @@ def get_config(arg: str = ''):
   c.checkpoint_every_steps = 150
   c.keep_checkpoints = 2
   c.eval.batch_size = 4
+  # Trained without flips, so no flip-averaged test: averaging in the prediction for a mirrored view the
+  # model never saw costs AP (the 1350-step weights: 0.305 with flip_test, 0.423 without).
+  c.eval.flip_test = False
   return c
