@@ -325,9 +325,9 @@ def keep_masks(ignore_rle: tf.Tensor, image_hw: tf.Tensor, matrices: Sequence[tf
 
   Regions are looked up once, on the finest grid: the grids of one crop are the same square at
   resolutions R_s, so the matrices differ by the factor f = R_max / R_s in their first two rows (powers
-  of two here, exact in floating point), and pixel (i, j) of grid s samples the same image point as pixel
+  of two, exact in floating point), and pixel (i, j) of grid s samples the same image point as pixel
   (f·i, f·j) of the finest grid, or (f·i, f·j + f − 1) when flipped: its nearest pixel, hence its lookup,
-  is bit-identical. Sizes that do not divide the finest are looked up on their own.
+  is bit-identical. Other sizes (f not a power of two) are looked up on their own.
 
   Args:
     ignore_rle: [B,C] column-major run lengths of the ignored pixels (records.py), zero-padded; C = 0:
@@ -354,7 +354,8 @@ def keep_masks(ignore_rle: tf.Tensor, image_hw: tf.Tensor, matrices: Sequence[tf
   masks = []
   for matrix, res in sorted(zip(matrices, sizes), key=lambda t: -t[1]):
     factor = finest // res
-    if ignored_finest is not None and factor * res == finest:
+    # Only power-of-two factors: scaling by them is exact in floating point, so the positions match.
+    if ignored_finest is not None and factor * res == finest and factor & (factor - 1) == 0:
       inside = call_compiled(_mask_inside, {'res': res}, matrix, image_hw, flip)
       grid = tf.reshape(ignored_finest, [-1, finest, finest])[:, ::factor]
       ignored = tf.where(flip[:, None, None], grid[:, :, factor - 1::factor], grid[:, :, ::factor])
