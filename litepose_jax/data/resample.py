@@ -118,14 +118,14 @@ def _pair_table(region: tf.Tensor) -> tf.Tensor:
   return tf.concat([even, odd], 0)
 
 
-def _bucket_length(n):
-  """The power of two ≥ n (at least 2^14): static table sizes, so XLA compiles once per bucket.
+def bucket_length(n, min_log2: int = 14):
+  """The power of two ≥ n (at least 2^min_log2): static shapes, so XLA compiles once per bucket.
 
   Each compile costs ~0.6 s of CPU; a factor-2 series keeps their number small (COCO's 640×480 images
-  use 2-3 buckets) at the price of padding copies of at most the region's size (~0.1 ms).
+  use 2-3 pixel-table buckets) at the price of padding copies of at most the data's size.
   """
   k = tf.math.ceil(tf.math.log(tf.cast(tf.maximum(n, 1), tf.float64)) / math.log(2.0))
-  return tf.bitwise.left_shift(1, tf.maximum(tf.cast(k, tf.int32), 14))
+  return tf.bitwise.left_shift(1, tf.maximum(tf.cast(k, tf.int32), min_log2))
 
 
 def _warp_image(table, matrix, offset_xy, region_hw, flip, input_size: int):
@@ -185,7 +185,7 @@ def warp_train_image(region: tf.Tensor, offset, matrix: tf.Tensor, flip, input_s
   region_hw = tf.shape(region)[:2]
   n = region_hw[0] * region_hw[1]
   # Padding the flat bytes is a plain copy; padding the [n,3] view runs ~6x slower in TF.
-  flat = tf.concat([tf.reshape(region, [-1]), tf.zeros([3 * (_bucket_length(n) - n)], tf.uint8)], 0)
+  flat = tf.concat([tf.reshape(region, [-1]), tf.zeros([3 * (bucket_length(n) - n)], tf.uint8)], 0)
   return call_compiled(_warp_image, {'input_size': input_size}, tf.reshape(flat, [-1, 3]), matrix,
                        offset_xy, region_hw, tf.cast(flip, tf.bool))
 
@@ -351,7 +351,7 @@ def keep_masks(ignore_rle: tf.Tensor, image_hw: tf.Tensor, matrices: Sequence[tf
                   lambda: tf.tile(tf.constant([[1, 0, 1, 0]]), [tf.shape(image_hw)[0], 1]))  # empty boxes
   finest = max(sizes)
   ignored_finest = None
-  masks = []
+  masks = {}
   for matrix, res in sorted(zip(matrices, sizes), key=lambda t: -t[1]):
     factor = finest // res
     # Only power-of-two factors: scaling by them is exact in floating point, so the positions match.
@@ -368,6 +368,5 @@ def keep_masks(ignore_rle: tf.Tensor, image_hw: tf.Tensor, matrices: Sequence[tf
         ignored_finest = ignored
     if not mask_outside:
       inside = tf.ones_like(inside)
-    masks.append((res, tf.reshape(tf.cast(inside & ~ignored, tf.float32), [-1, res, res])))
-  by_size = dict(masks)
-  return [by_size[r] for r in sizes]
+    masks[res] = tf.reshape(tf.cast(inside & ~ignored, tf.float32), [-1, res, res])
+  return [masks[r] for r in sizes]

@@ -3,8 +3,8 @@
 `make_train_example` runs the whole training transform (affine → flip → normalise → targets) eagerly on one
 image with fixed augmentation parameters (as a batch of one); `pipeline.make_train_dataset` runs the same
 `train_transform` inside tf.data with random parameters: the image per sample, the targets per padded
-batch. No per-person or per-joint Python loops: heatmaps are one segment-max (or max-scatter) over every
-valid joint's 15×15 window in the batch, tag joints one stable argsort.
+batch. No per-person or per-joint Python loops: heatmaps are one max-scatter of every valid joint's
+15×15 window in the batch, tag joints one stable argsort.
 
 Legend: I input size; R output size (I/4, I/2); P persons; K joints; N = max_people (30).
 """
@@ -45,7 +45,7 @@ def _window_max(xy, base, valid, gauss, total: int, res: int, num_joints: int, s
 
   Args:
     xy: [V,2] int32 joint positions in the grid (padding rows: any value, valid False).
-    base: [V] int32 flat offset of the joint's map: (b·R² ) · K + k.
+    base: [V] int32 flat offset of the joint's map: b·R²·K + k.
     valid: [V] bool.
     gauss: [n,n] float32 window.
     total: B·R·R·K (static).
@@ -69,19 +69,12 @@ def _window_max(xy, base, valid, gauss, total: int, res: int, num_joints: int, s
   return tf.tensor_scatter_nd_max(tf.zeros([total]), tf.reshape(ids, [-1, 1]), tf.reshape(values, [-1]))
 
 
-def _rows_bucket(v):
-  """The power of two >= v (at least 256): static shapes, so XLA compiles once per bucket."""
-  k = tf.math.ceil(tf.math.log(tf.cast(tf.maximum(v, 1), tf.float64)) / math.log(2.0))
-  return tf.bitwise.left_shift(1, tf.maximum(tf.cast(k, tf.int32), 8))
-
-
 def heatmaps(keypoints: tf.Tensor, res: int, num_joints: int, sigma: float = 2.0) -> tf.Tensor:
   """The authors' HeatmapGenerator for a batch: max over people of unnormalised Gaussians at int() positions.
 
   Only the V valid (sample, person, joint) triples get a window (most slots of a padded batch are empty),
   and all windows of the batch are max-scattered at once into zeros by one XLA program (per batch shape
-  and bucket of V): ~2x faster than TF's segment max or scatter, whose 55 MB output at S@448 batch 16
-  TF also re-faulted into memory each batch.
+  and bucket of V): the 224² maps of an S@448 batch of 16 took 12 ms as TF ops, 5.5 ms this way.
 
   Args:
     keypoints: [B,P,K,3] float64 (x, y, v) in grid pixels (padded people have v = 0); B static.
@@ -106,7 +99,7 @@ def heatmaps(keypoints: tf.Tensor, res: int, num_joints: int, sigma: float = 2.0
   xy = tf.gather_nd(xy, where)  # [V,2]
   base = (tf.cast(where[:, 0], tf.int32) * res * res) * num_joints + tf.cast(where[:, 2], tf.int32)  # [V]
   v = tf.shape(base)[0]
-  pad = _rows_bucket(v) - v
+  pad = resample.bucket_length(v, min_log2=8) - v
   maps = resample.call_compiled(
       _window_max, {'total': batch * res * res * num_joints, 'res': res, 'num_joints': num_joints,
                     'sigma': float(sigma)},

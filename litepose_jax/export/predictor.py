@@ -4,8 +4,8 @@
   people = predictor.predict([rgb_uint8_image, ...])    # [inference.Prediction(keypoints [P,K,3], scores [P])]
 
 Per image: `inference.resize_align` (short side → input size, long side padded to a multiple of 64) →
-  variant A file (network): LiteRT forward on the image and its mirror, `inference.test_time_maps`
-    aggregation, jitted `decode.parse_maps`;
+  variant A file (network): LiteRT forward on the image and its mirror, then one jitted program:
+    `inference.aggregate_passes` aggregation and `decode.parse_maps`;
   variant B file (network + decoder): one LiteRT call;
 → `inference.to_image` back to image pixels. `predict.py --model=FILE.tflite` uses this class.
 Needs litepose_jax.inference / decode (JAX) and ai-edge-litert, not TensorFlow.
