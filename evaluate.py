@@ -25,6 +25,7 @@ from ml_collections import config_flags
 
 from litepose_jax import compile_cache
 from litepose_jax import eval_lib
+from litepose_jax import host_tuning
 from litepose_jax import evaluation
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/litepose_*.py).',
@@ -44,6 +45,7 @@ def main(argv):
   del argv
   logging.getLogger('absl').setLevel(logging.WARNING)   # orbax logs every restore at INFO
   logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)   # "no TPU backend" on CPU/GPU
+  host_tuning.configure()  # before JAX's first computation: 512-bit vectors on AVX-512 CPUs
   compile_cache.enable()   # a second run on the same shapes loads the compiled programs
   try:
     # The eval input pipeline's TensorFlow must not take the accelerator (or its memory) from JAX.

@@ -26,6 +26,7 @@ import numpy as np
 from configs import common
 from litepose_jax import compile_cache
 from litepose_jax import eval_lib
+from litepose_jax import host_tuning
 from litepose_jax import inference
 from litepose_jax import visualize
 
@@ -88,6 +89,7 @@ def main(argv):
   del argv
   logging.getLogger('absl').setLevel(logging.WARNING)   # orbax logs every restore at INFO
   logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)   # "no TPU backend" on CPU/GPU
+  host_tuning.configure()  # before JAX's first computation: 512-bit vectors on AVX-512 CPUs
   compile_cache.enable()   # a second run on the same shapes loads the compiled programs
   src, out = pathlib.Path(_INPUT.value), pathlib.Path(_OUTPUT.value)
   if not src.exists():

@@ -29,6 +29,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
 
+from litepose_jax import host_tuning  # noqa: E402
+host_tuning.configure()  # as evaluate.py / predict.py: before JAX's first computation
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from litepose_jax.models import depthwise
+from litepose_jax.models import narrow_conv
 from litepose_jax.models.arch import make_divisible
 
 Dtype = Any
@@ -97,12 +98,16 @@ def pointwise_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
   gradient Σ_n x[n,:]ᵀ·g[n,:]: left to itself, XLA fuses a transposed copy of the (wide) cotangent into
   the backward of the BN/activation that produces it, and that strided write was the most expensive op
   of the train step. Here the operand with fewer channels is transposed instead, and g is read as is.
+  With few input channels the inference forward is a broadcast sum instead of a dot (`narrow_conv`);
+  the VJP's forward rule (training) keeps the dot.
   """
+  if narrow_conv.use_broadcast_sum(*kernel.shape):
+    return narrow_conv.broadcast_matmul(x, kernel)
   return jnp.einsum('bhwc,cd->bhwd', x, kernel)
 
 
 def _pointwise_fwd(x, kernel):
-  return pointwise_conv(x, kernel), (x, kernel)
+  return jnp.einsum('bhwc,cd->bhwd', x, kernel), (x, kernel)
 
 
 def _pointwise_bwd(res, g):
@@ -129,7 +134,9 @@ class Conv(nn.Module):
       'shift' (CPU) adds the custom VJP of `pointwise_conv`, whose forced transposes (optimisation
       barriers) only pay off on XLA:CPU, and 'xla' leaves the gradient layout to the compiler. 'tflite'
       (export) writes it as a 1x1 convolution: the converter makes that CONV_2D, XNNPACK's fast path,
-      where the matmul becomes FULLY_CONNECTED between reshapes (XS: 41 → 37 ms).
+      where the matmul becomes FULLY_CONNECTED between reshapes (XS: 41 → 37 ms). With 'shift', convs
+      with few input channels (the stem, narrow 1x1 convs) compute their forward as broadcast sums
+      (`narrow_conv`).
   """
   features: int
   kernel_size: int = 1
@@ -144,13 +151,15 @@ class Conv(nn.Module):
     kernel = self.param('kernel', torch_uniform_init(cin * k * k, self.init_scale),
                         (k, k, cin, self.features), jnp.float32)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    impl = depthwise.resolve_impl(self.impl)
     if k == 1 and self.stride == 1:
-      impl = depthwise.resolve_impl(self.impl)
       if impl == 'shift':
         return pointwise_conv(x, kernel[0, 0])
       if impl == 'xla':
         return jnp.einsum('bhwc,cd->bhwd', x, kernel[0, 0])
       # 'tflite': falls through to the 1x1 convolution below.
+    if impl == 'shift' and narrow_conv.use_shifted_conv(cin, k):
+      return narrow_conv.conv_broadcast(x, kernel, self.stride)
     pad = k // 2
     return lax.conv_general_dilated(x, kernel, (self.stride, self.stride), ((pad, pad), (pad, pad)),
                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
