@@ -25,8 +25,8 @@ from ml_collections import config_flags
 
 from litepose_jax import compile_cache
 from litepose_jax import eval_lib
-from litepose_jax import host_tuning
 from litepose_jax import evaluation
+from litepose_jax import host_tuning
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/litepose_*.py).',
                                           lock_config=True)

@@ -98,9 +98,18 @@ def depthwise_conv_rings(x: jax.Array, kernel: jax.Array, stride: int = 1,
   return out
 
 
-def _acc_dtype(dtype) -> jnp.dtype:
+def acc_dtype(dtype) -> jnp.dtype:
+  """Accumulation dtype of the shifted sums (also narrow_conv's)."""
   # Sums of 49 products lose too much in bf16/fp16: accumulate in float32 (free inside the fusion).
   return jnp.promote_types(dtype, jnp.float32)
+
+
+def tap_slice(xp: jax.Array, oi: int, oj: int, out_hw: Tuple[int, int], stride: int) -> jax.Array:
+  """xp[:, oi + stride·i, oj + stride·j, :] for i < out_h, j < out_w: one tap of a shifted sum."""
+  b, _, _, c = xp.shape
+  ho, wo = out_hw
+  return lax.slice(xp, (0, oi, oj, 0), (b, oi + stride * (ho - 1) + 1, oj + stride * (wo - 1) + 1, c),
+                   (1, stride, stride, 1))
 
 
 def _shifted_sum(xp: jax.Array, taps: Sequence[Tuple[int, int, jax.Array]], out_hw: Tuple[int, int],
@@ -115,13 +124,9 @@ def _shifted_sum(xp: jax.Array, taps: Sequence[Tuple[int, int, jax.Array]], out_
   Returns:
     [B, out_h, out_w, C] in xp's dtype.
   """
-  b, _, _, c = xp.shape
-  ho, wo = out_hw
   out = None
   for oi, oj, w in taps:
-    patch = lax.slice(xp, (0, oi, oj, 0), (b, oi + stride * (ho - 1) + 1, oj + stride * (wo - 1) + 1, c),
-                      (1, stride, stride, 1))
-    term = patch * w
+    term = tap_slice(xp, oi, oj, out_hw, stride) * w
     out = term if out is None else out + term
   return out
 
@@ -135,7 +140,7 @@ def _forward(x: jax.Array, kernel: jax.Array, stride: int, barrier: bool = False
   k = kernel.shape[0]
   pad = k // 2
   _, h, w, _ = x.shape
-  acc = _acc_dtype(x.dtype)
+  acc = acc_dtype(x.dtype)
   xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))).astype(acc)
   # The barrier keeps every tap a slice of the materialised padded input. Otherwise XLA reads the centre
   # tap from the unpadded x and fuses x's producer (BN, activation, a broadcast-sum 1x1 conv: 16
@@ -223,7 +228,7 @@ def _depthwise_shift_fwd(x, kernel, stride):
 
 def _depthwise_shift_bwd(stride, res, g):
   x, kernel = res
-  acc = _acc_dtype(x.dtype)
+  acc = acc_dtype(x.dtype)
   g32, x32 = g.astype(acc), x.astype(acc)
   dx = _input_grad(g32, kernel.astype(acc), stride, x.shape[1:3])
   dk = _kernel_grad(x32, g32, stride, kernel.shape[0])

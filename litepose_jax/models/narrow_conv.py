@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from litepose_jax.models import depthwise
+
 
 def use_broadcast_sum(cin: int, cout: int) -> bool:
   """Whether a 1x1 conv cin → cout is faster as a broadcast sum on XLA:CPU (measured, see module doc).
@@ -39,13 +41,9 @@ def use_shifted_conv(cin: int, kernel_size: int) -> bool:
   return cin * kernel_size * kernel_size <= 32
 
 
-def _acc_dtype(dtype) -> jnp.dtype:
-  return jnp.promote_types(dtype, jnp.float32)
-
-
 def broadcast_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """Σ_c x[..., c:c+1] · kernel[c] (float32 accumulation). x [..., Cin], kernel [Cin, Cout] → [..., Cout]."""
-  dtype, acc = x.dtype, _acc_dtype(x.dtype)
+  dtype, acc = x.dtype, depthwise.acc_dtype(x.dtype)
   x, kernel = x.astype(acc), kernel.astype(acc)
   out = x[..., 0:1] * kernel[0]
   for c in range(1, kernel.shape[0]):
@@ -63,16 +61,15 @@ def _shifted_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
   """Σ_{i,j,c} xpad[:, s·h+i, s·w+j, c] · kernel[i, j, c, :], one loop fusion."""
   k, _, cin, _ = kernel.shape
   pad = k // 2
-  b, h, w, _ = x.shape
-  ho, wo = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
-  acc = _acc_dtype(x.dtype)
+  _, h, w, _ = x.shape
+  out_hw = (depthwise.output_size(h, k, stride), depthwise.output_size(w, k, stride))
+  acc = depthwise.acc_dtype(x.dtype)
   xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))).astype(acc)
   kernel = kernel.astype(acc)
   out = None
   for i in range(k):
     for j in range(k):
-      patch = lax.slice(xp, (0, i, j, 0), (b, i + stride * (ho - 1) + 1, j + stride * (wo - 1) + 1, cin),
-                        (1, stride, stride, 1))
+      patch = depthwise.tap_slice(xp, i, j, out_hw, stride)
       for c in range(cin):
         term = patch[..., c:c + 1] * kernel[i, j, c]
         out = term if out is None else out + term
