@@ -75,9 +75,8 @@ def test_path_maps(z, names, hw, batch):
       tag = jnp.asarray(z[f'{name}/tag']).transpose(0, 3, 2, 1)
     else:
       tag = jnp.asarray(z[f'{name}/tag']).transpose(0, 3, 1, 2)  # [K,2,h,w]
-    up = lambda x: inference.upsample2x(inference.upsample2x(x, x.ndim - 2), x.ndim - 1)
-    heat.append(up(jax.image.resize(det, det.shape[:1] + half, 'linear')))
-    tags.append(up(jax.image.resize(tag, tag.shape[:2] + half, 'linear')))
+    heat.append(inference.upsample2x(jax.image.resize(det, det.shape[:1] + half, 'linear')))
+    tags.append(inference.upsample2x(jax.image.resize(tag, tag.shape[:2] + half, 'linear')))
   idx = [i % len(names) for i in range(batch)]
   return jnp.stack([heat[i] for i in idx]), jnp.stack([tags[i] for i in idx])
 

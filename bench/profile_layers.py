@@ -7,6 +7,7 @@ instruction (flax module path + primitive). Backward ops (names under `transpose
   python bench/profile_layers.py --arch xs --batch 1                  # eval forward
   python bench/profile_layers.py --arch xs --batch 8 --mode train     # value_and_grad + adam
   python bench/profile_layers.py --impl xla --top 20                  # native conv, 20 hottest thunks
+  python bench/profile_layers.py --batch 2 --hw 256x448               # a test-path input (flip batch)
 
 Numbers are ms per call (mean over --runs traced calls after warm-up); tracing adds overhead and the
 machine may be shared, so compare rows within one run rather than against bench/inference.py.
@@ -29,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from litepose_jax import host_tuning
 from litepose_jax import models
 
 _INSTR = re.compile(r'^\s*(?:ROOT )?%([\w.\-]+) = ')
@@ -100,13 +102,13 @@ def instruction_kinds(hlo_text: str) -> dict:
   return kinds
 
 
-def build(arch: str, batch: int, impl: str, mode: str, dtype: str):
-  """(compiled function, args) for the forward or the train step."""
+def build(arch: str, batch: int, impl: str, mode: str, dtype: str, hw=None):
+  """(compiled function, args) for the forward or the train step; hw: (H, W) input (default square)."""
   model = models.create(arch, 14, dtype=dtype, depthwise_impl=impl)
   size = model.arch.img_size
   variables = models.init_variables(model, jax.random.PRNGKey(0))
   rng = np.random.default_rng(0)
-  images = jnp.asarray(rng.normal(size=(batch, size, size, 3)), jnp.float32)
+  images = jnp.asarray(rng.normal(size=(batch,) + tuple(hw or (size, size)) + (3,)), jnp.float32)
   if mode == 'forward':
     fn = jax.jit(lambda v, x: model.apply(v, x, train=False))
     return fn, (variables, images)
@@ -150,9 +152,14 @@ def main() -> None:
   p.add_argument('--dtype', default='float32')
   p.add_argument('--runs', type=int, default=5)
   p.add_argument('--top', type=int, default=10, help='also list the N most expensive thunks')
+  p.add_argument('--hw', default='', help='forward input HxW, e.g. 256x448 (default: img_size square)')
   args = p.parse_args()
+  host_tuning.configure()  # as evaluate.py / predict.py: before JAX's first computation
+  hw = tuple(int(v) for v in args.hw.split('x')) if args.hw else None
+  if hw and args.mode == 'train':
+    raise SystemExit('--hw applies to --mode forward only')
 
-  fn, fargs = build(args.arch, args.batch, args.impl, args.mode, args.dtype)
+  fn, fargs = build(args.arch, args.batch, args.impl, args.mode, args.dtype, hw)
   t0 = time.perf_counter()
   compiled = fn.lower(*fargs).compile()
   print(f'compile {time.perf_counter() - t0:.1f} s; load {os.getloadavg()[0]:.2f}')

@@ -105,11 +105,18 @@ def test_back_projection_formula():
   np.testing.assert_allclose(out[0, 0], expected, rtol=1e-6)
 
 
-def test_upsample_matches_bilinear_half_pixel():
-  """upsample2x against cv2.resize INTER_LINEAR (half-pixel centres, edge clamp) as an oracle."""
-  x = np.random.default_rng(0).normal(size=(5, 7)).astype(np.float32)
-  ours = np.asarray(inference.upsample2x(inference.upsample2x(jnp.asarray(x), 0), 1))
-  np.testing.assert_allclose(ours, cv2.resize(x, (14, 10), interpolation=cv2.INTER_LINEAR), atol=1e-6)
+@pytest.mark.parametrize('shape', [(5, 7), (2, 3, 1, 4), (1, 2, 6, 1), (3, 8, 9)])
+def test_upsample_matches_bilinear_half_pixel(shape):
+  """upsample2x against cv2.resize INTER_LINEAR (half-pixel centres, edge clamp) as an oracle, plane by
+  plane over the leading axes, including 1-pixel sides (both neighbours are the pixel itself)."""
+  x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+  ours = np.asarray(inference.upsample2x(jnp.asarray(x)))
+  h, w = shape[-2:]
+  assert ours.shape == shape[:-2] + (2 * h, 2 * w)
+  planes = x.reshape(-1, h, w)
+  expected = np.stack([cv2.resize(p, (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR).reshape(2 * h, 2 * w)
+                       for p in planes])
+  np.testing.assert_allclose(ours.reshape(-1, 2 * h, 2 * w), expected, atol=1e-6)
 
 
 def test_read_rgb_and_to_uint8(data_dir, tmp_path):
