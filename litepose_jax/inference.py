@@ -114,15 +114,16 @@ def upsample2x(x: jax.Array) -> jax.Array:
   edge concatenations made XLA:CPU materialise several full-size intermediates (the flip-test aggregation
   of a 256x448 input: 32 -> 14 ms).
   """
-  h, w = x.shape[-2:]
+  lead, (h, w) = x.shape[:-2], x.shape[-2:]
+  x = x.reshape((-1, h, w))  # rank 3, so the phase stacking below stays within TFLite's rank limit of 6
   xp = jnp.concatenate([x[..., :1, :], x, x[..., h - 1:, :]], axis=-2)
   xp = jnp.concatenate([xp[..., :1], xp, xp[..., w - 1:]], axis=-1)  # [..., h+2, w+2], edges repeated
   view = lambda di, dj: xp[..., 1 + di:1 + di + h, 1 + dj:1 + dj + w]
   # Row phase a (0: 2i, 1: 2i+1) mixes row i with row i−1 (a = 0) or i+1 (a = 1); then the same on columns.
   row_mix = lambda a, dj: 0.75 * view(0, dj) + 0.25 * view(2 * a - 1, dj)
   phases = [[0.75 * row_mix(a, 0) + 0.25 * row_mix(a, 2 * b - 1) for b in (0, 1)] for a in (0, 1)]
-  out = jnp.stack([jnp.stack(row, axis=-1) for row in phases], axis=-3)  # [..., h, 2, w, 2]
-  return out.reshape(x.shape[:-2] + (2 * h, 2 * w))
+  out = jnp.stack([jnp.stack(row, axis=-1) for row in phases], axis=-3)  # [N, h, 2, w, 2]
+  return out.reshape(lead + (2 * h, 2 * w))
 
 
 def _resize(x: jax.Array, hw: Tuple[int, int]) -> jax.Array:
