@@ -1,10 +1,17 @@
-"""host_tuning.configure: adds the vector-width flag only on AVX-512 CPUs and never overrides the user."""
+"""host_tuning.configure: adds the vector-width flag only on AVX-512 CPUs and never overrides the user;
+keep_freed_memory makes glibc reuse freed pages."""
 
 import os
+import pathlib
+import platform
+import subprocess
+import sys
 
 import pytest
 
 from litepose_jax import host_tuning
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -35,3 +42,37 @@ def test_leaves_flags_alone(env, cpu, user, switch):
     env.setenv(host_tuning.ENV, switch)
   assert not host_tuning.configure()
   assert os.environ.get('XLA_FLAGS') == user
+
+
+_FAULTS = '''
+import resource, sys
+import numpy as np
+from litepose_jax import host_tuning
+if sys.argv[1] == '1':
+  assert host_tuning.keep_freed_memory()
+def faults():  # minor page faults of allocating, touching and freeing 64 MiB
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+  a = np.empty(64 << 20, np.uint8)
+  a[::4096] = 1
+  del a
+  return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+faults()
+print(faults())
+'''
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != 'glibc', reason='mallopt is a glibc setting')
+def test_keep_freed_memory_reuses_pages():
+  """The second 64 MiB allocation of a process reuses the freed pages with the setting (here: 0 page
+  faults) and faults every page in again without it (glibc maps large blocks fresh and unmaps them on free;
+  here 543 faults, numpy asking for transparent huge pages)."""
+  run = lambda on: int(subprocess.run([sys.executable, '-c', _FAULTS, on], check=True, capture_output=True,
+                                      text=True, cwd=REPO).stdout)
+  plain, kept = run('0'), run('1')
+  assert plain >= (64 << 20) // (2 << 20)  # at least one fault per page, even 2 MiB transparent huge pages
+  assert kept * 10 < plain
+
+
+def test_switch_turns_allocator_setting_off(env):
+  env.setenv(host_tuning.ENV, '0')
+  assert not host_tuning.keep_freed_memory()
