@@ -188,7 +188,8 @@ def aggregate_passes(out_quarter: jax.Array, out_half: jax.Array, flip_index: Se
   b = heat.shape[0] // 2
   heat_f, tag_f = heat[b:, flip_index, :, ::-1], tag[b:, flip_index, :, ::-1]
   # The pass mean is taken before resizing (the authors resize each pass, then average): resizing is
-  # linear and mirror-symmetric, so only the float rounding differs, and the full-resolution work halves.
+  # linear, so only the float rounding differs (tested against their maps), and the full-resolution work
+  # halves.
   return _resize((heat[:b] + heat_f) / 2.0, base_hw), _resize(jnp.stack([tag[:b], tag_f], axis=2), base_hw)
 
 
