@@ -42,13 +42,17 @@ def _cpu_flags() -> set:
   return set()
 
 
+def _switched_off() -> bool:
+  return os.environ.get(ENV, '1') == '0'
+
+
 def keep_freed_memory() -> bool:
   """Sets glibc's allocator to keep freed memory for reuse (module doc, 2.).
 
   Returns:
     Whether every setting was accepted (False: turned off, or not a glibc system, e.g. macOS or musl).
   """
-  if os.environ.get(ENV, '1') == '0':
+  if _switched_off():
     return False
   try:
     mallopt = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6').mallopt
@@ -57,16 +61,24 @@ def keep_freed_memory() -> bool:
   return all([mallopt(param, value) == 1 for param, value in MALLOPT])
 
 
-def configure() -> bool:
-  """Applies both settings: the allocator now, the vector width through XLA_FLAGS (before JAX's first use).
+def add_vector_flag() -> bool:
+  """Adds `--xla_cpu_prefer_vector_width=512` to XLA_FLAGS on AVX-512 CPUs (module doc, 1.).
 
   Returns:
-    Whether `--xla_cpu_prefer_vector_width=512` was added (False: turned off, already set by the user, or
-    no AVX-512).
+    Whether the flag was added (False: turned off, already set by the user, or no AVX-512).
   """
-  keep_freed_memory()
   flags = os.environ.get('XLA_FLAGS', '')
-  if os.environ.get(ENV, '1') == '0' or VECTOR_FLAG in flags or 'avx512f' not in _cpu_flags():
+  if _switched_off() or VECTOR_FLAG in flags or 'avx512f' not in _cpu_flags():
     return False
   os.environ['XLA_FLAGS'] = f'{flags} {VECTOR_FLAG}=512'.strip()
   return True
+
+
+def configure() -> bool:
+  """Applies both settings (call it before JAX's first computation).
+
+  Returns:
+    Whether the vector flag was added (see `add_vector_flag`).
+  """
+  keep_freed_memory()
+  return add_vector_flag()

@@ -1,5 +1,5 @@
-"""host_tuning.configure: adds the vector-width flag only on AVX-512 CPUs and never overrides the user;
-keep_freed_memory makes glibc reuse freed pages."""
+"""host_tuning: add_vector_flag adds the vector-width flag only on AVX-512 CPUs and never overrides the
+user; keep_freed_memory makes glibc reuse freed pages (checked in a subprocess: it is process-wide)."""
 
 import os
 import pathlib
@@ -24,10 +24,10 @@ def env(monkeypatch):
 def test_adds_flag_on_avx512(env):
   env.setattr(host_tuning, '_cpu_flags', lambda: {'avx2', 'avx512f'})
   env.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=2')
-  assert host_tuning.configure()
+  assert host_tuning.add_vector_flag()
   assert os.environ['XLA_FLAGS'] == ('--xla_force_host_platform_device_count=2 '
                                      '--xla_cpu_prefer_vector_width=512')
-  assert not host_tuning.configure()  # a second call leaves the flags as they are
+  assert not host_tuning.add_vector_flag()  # a second call leaves the flags as they are
   assert os.environ['XLA_FLAGS'].count('prefer_vector_width') == 1
 
 
@@ -40,7 +40,7 @@ def test_leaves_flags_alone(env, cpu, user, switch):
     env.setenv('XLA_FLAGS', user)
   if switch:
     env.setenv(host_tuning.ENV, switch)
-  assert not host_tuning.configure()
+  assert not host_tuning.add_vector_flag()
   assert os.environ.get('XLA_FLAGS') == user
 
 

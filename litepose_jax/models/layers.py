@@ -160,9 +160,7 @@ class Conv(nn.Module):
       # 'tflite': falls through to the 1x1 convolution below.
     if impl == 'shift' and narrow_conv.use_shifted_conv(cin, k):
       return narrow_conv.conv_broadcast(x, kernel, self.stride)
-    pad = k // 2
-    return lax.conv_general_dilated(x, kernel, (self.stride, self.stride), ((pad, pad), (pad, pad)),
-                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return narrow_conv.native_conv(x, kernel, self.stride)
 
 
 class DepthwiseConv(nn.Module):

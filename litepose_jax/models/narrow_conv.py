@@ -51,7 +51,8 @@ def broadcast_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return out.astype(dtype)
 
 
-def _native_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+def native_conv(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+  """XLA's dense conv with symmetric padding k//2 (also `layers.Conv`'s form for wide inputs)."""
   pad = kernel.shape[0] // 2
   return lax.conv_general_dilated(x, kernel, (stride, stride), ((pad, pad), (pad, pad)),
                                   dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
@@ -93,12 +94,12 @@ def conv_broadcast(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
 
 
 def _conv_broadcast_fwd(x, kernel, stride):
-  return _native_conv(x, kernel, stride), (x, kernel)
+  return native_conv(x, kernel, stride), (x, kernel)
 
 
 def _conv_broadcast_bwd(stride, res, g) -> Tuple[jax.Array, jax.Array]:
   x, kernel = res
-  _, vjp = jax.vjp(lambda a, b: _native_conv(a, b, stride), x, kernel)
+  _, vjp = jax.vjp(lambda a, b: native_conv(a, b, stride), x, kernel)
   return vjp(g)
 
 
