@@ -18,7 +18,9 @@ AP 0.700 (0.724 at 800 steps), evaluated at 384 (the same override). What is lef
 crowded images (README): 428 more steps at lr 1e-3 (`--workdir=workdirs/coco_mini_384b`), then a fifth
 stage with a 10x AE loss (`--config.train.init_from=workdirs/coco_mini_384b --config.input.size=384
 --config.input.batch_size=8 --config.num_train_steps=900 --config.optimizer.lr=1e-3
---config.loss.push_factor=1e-2 --config.loss.pull_factor=1e-2`, ~80 min) reaches AP 0.777 (0.795 at 800).
+--config.loss.push_factor=1e-2 --config.loss.pull_factor=1e-2`, ~80 min) reaches AP 0.777 (0.795 at 800);
+200 more steps from its step 800 (`--config.train.init_from=workdirs/coco_mini_tags/checkpoints/800`, the same
+overrides with `--config.num_train_steps=200 --config.optimizer.lr=3e-4`, 18 min) reach AP 0.804 (target met).
 """
 
 from configs import common
