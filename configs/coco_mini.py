@@ -15,7 +15,9 @@ AP 0.668 (0.557 at 800 steps, 0.653 at 1200, 0.666 at 1600): the small people ho
 A fourth stage at a larger input (`--config.train.init_from=workdirs/coco_mini_c2 --config.input.size=384
 --config.input.batch_size=8 --config.num_train_steps=1000 --config.optimizer.lr=2e-3`, ~85 min) reaches
 AP 0.700 (0.724 at 800 steps), evaluated at 384 (the same override). What is left is grouping in the
-crowded images (README): 428 more steps at lr 1e-3 (`--workdir=workdirs/coco_mini_384b`), then a fifth
+crowded images (README): 428 more steps at lr 1e-3 (`--config.train.init_from=workdirs/coco_mini_384
+--config.input.size=384 --config.input.batch_size=8 --config.num_train_steps=1000 --config.optimizer.lr=1e-3`
+into workdirs/coco_mini_384b, stopped by SIGTERM at step 428), then a fifth
 stage with a 10x AE loss (`--config.train.init_from=workdirs/coco_mini_384b --config.input.size=384
 --config.input.batch_size=8 --config.num_train_steps=900 --config.optimizer.lr=1e-3
 --config.loss.push_factor=1e-2 --config.loss.pull_factor=1e-2`, ~80 min) reaches AP 0.777 (0.795 at 800);

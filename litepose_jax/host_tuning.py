@@ -58,7 +58,7 @@ def keep_freed_memory() -> bool:
     mallopt = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6').mallopt
   except (OSError, AttributeError):
     return False
-  return all([mallopt(param, value) == 1 for param, value in MALLOPT])
+  return all([mallopt(param, value) == 1 for param, value in MALLOPT])  # a list: apply every one
 
 
 def add_vector_flag() -> bool:
