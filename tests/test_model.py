@@ -154,6 +154,17 @@ def test_deconv_equals_transposed_conv_formula(impl):
     np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-5, atol=1e-4, err_msg=f'{impl} {name}')
 
 
+def test_wrong_parameter_shape_names_the_parameter():
+  # layers.param checks stored shapes itself (Flax's own check re-traces the initialiser at every apply).
+  model = models.create('xs', 14, depthwise_impl='xla')
+  v = jax.eval_shape(lambda: models.init_variables(model, jax.random.PRNGKey(0), 64))
+  v = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), v)
+  v['params']['stage2_block1']['depthwise']['conv']['kernel'] = jnp.zeros((5, 5, 192))
+  with pytest.raises(ValueError, match=r'stage2_block1/depthwise/conv/kernel has shape \(5, 5, 192\), '
+                                       r'the layer needs \(7, 7, 192\)'):
+    model.apply(v, jnp.zeros((1, 64, 64, 3)))
+
+
 def test_default_init_follows_pytorch_bounds():
   # 'xla' layers: init runs the forward op by op, and the native convs are far fewer ops (same params).
   model = models.create('xs', 14, depthwise_impl='xla')

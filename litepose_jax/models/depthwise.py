@@ -14,6 +14,11 @@ latency-bound), so 'shift' carries a custom VJP built from the same kind of fuse
                    fusion (strided slices, unrolled adds), and only the G-times smaller result goes
                    through a reduction over contiguous memory.
 
+The three pieces (forward, input gradient, kernel gradient) are jitted: a network's identical blocks then
+trace them once per shape instead of once per call, and lowering emits one function per shape (XS train
+step: 40,800 traced equations → 15,900, tracing 6.4 → 4.1 s); XLA inlines the calls, so the compiled
+program is unchanged.
+
 GPUs and TPUs have good native depthwise kernels, so there we keep `lax.conv_general_dilated`. Both give
 the same result (tested, forward and gradients).
 
@@ -131,6 +136,7 @@ def _shifted_sum(xp: jax.Array, taps: Sequence[Tuple[int, int, jax.Array]], out_
   return out
 
 
+@functools.partial(jax.jit, static_argnames=('stride', 'barrier'))
 def _forward(x: jax.Array, kernel: jax.Array, stride: int, barrier: bool = False) -> jax.Array:
   """Depthwise conv as k·k shifted multiply-adds, accumulated in float32.
 
@@ -163,6 +169,7 @@ def _phase_taps(k: int, pad: int, stride: int, r: int) -> List[Tuple[int, int]]:
   return [(d, (r + pad - d) // stride) for d in range(k) if (r + pad - d) % stride == 0]
 
 
+@functools.partial(jax.jit, static_argnames=('stride', 'in_hw'))
 def _input_grad(g: jax.Array, kernel: jax.Array, stride: int, in_hw: Tuple[int, int]) -> jax.Array:
   """∂L/∂x of the depthwise conv: g [B,H',W',C], kernel [k,k,C] → [B,H,W,C] (float32)."""
   k = kernel.shape[0]
@@ -189,6 +196,7 @@ def _input_grad(g: jax.Array, kernel: jax.Array, stride: int, in_hw: Tuple[int, 
   return dx[:, :h, :w]
 
 
+@functools.partial(jax.jit, static_argnames=('stride', 'k'))
 def _kernel_grad(x: jax.Array, g: jax.Array, stride: int, k: int) -> jax.Array:
   """∂L/∂kernel: Σ_{b,i,j} xpad[b, s·i+di, s·j+dj, c]·g[b,i,j,c] → [k,k,C] (float32).
 
