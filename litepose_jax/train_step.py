@@ -1,14 +1,23 @@
-"""One optimizer step: forward in train mode, loss, gradients, Adam update, EMA. Pure; jitted once.
+"""One optimizer step: forward in train mode, loss, gradients, Adam update, EMA. Pure; compiled once.
 
 Batches are dicts of global arrays (B the global batch, R0 = I/4, R1 = I/2, K joints, P = 30):
   'image' [B,I,I,3] float32 (ImageNet-normalised), 'heatmaps_0' [B,R0,R0,K], 'heatmaps_1' [B,R1,R1,K],
   'masks_0' [B,R0,R0], 'masks_1' [B,R1,R1], 'joints_0' [B,P,K,2] int32.
+
+The step is two programs: `gradients` (forward, loss, backward, BatchNorm statistics) and `update`
+(optimizer, EMA). `TrainStep.__call__` composes them into the pure step; `jit_train_step` compiles the two
+concurrently. Reason: XLA compiles a module's HLO passes on one thread, and the optimizer's ~1000 small
+per-parameter fusions made the one-program XS train step compile ~6 s longer than the two programs in
+sequence, ~9 s longer than the two in parallel (2-core CPU, measured; README "Benchmarks"). Passing the
+gradients between the programs costs one read and write of a parameter-sized tree (XS: 1.3 MB).
 No TensorFlow here (the GPU machine has none).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+import concurrent.futures
+import dataclasses
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -22,12 +31,35 @@ from litepose_jax.train_state import TrainState
 # The batch keys the step reads; the loop transfers only these to the devices.
 BATCH_KEYS = ('image', 'heatmaps_0', 'heatmaps_1', 'masks_0', 'masks_1', 'joints_0')
 
-StepFn = Callable[[TrainState, Mapping[str, jax.Array]], tuple[TrainState, dict]]
+Batch = Mapping[str, jax.Array]
+
+
+def _global_norm(tree) -> jax.Array:
+  # = optax.global_norm; one dot per leaf traces ~10x faster than its two jnp calls (343 leaves in XS).
+  return jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree.leaves(tree)))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainStep:
+  """`step(state, batch) -> (state, metrics)` as its two pure parts.
+
+  gradients(params, batch_stats, batch) -> (grads, new batch_stats, metrics): metrics 'loss',
+    'heatmap_0', 'heatmap_1', 'push', 'pull', 'grad_norm' (float32 scalars).
+  update(state, grads) -> (state, {'lr'}): the optimizer and EMA step (the state already carries the new
+    batch_stats); 'lr' is the rate this step used.
+  """
+  gradients: Callable[[Any, Any, Batch], tuple[Any, Any, dict]]
+  update: Callable[[TrainState, Any], tuple[TrainState, dict]]
+
+  def __call__(self, state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
+    grads, batch_stats, metrics = self.gradients(state.params, state.batch_stats, batch)
+    state, extra = self.update(state.replace(batch_stats=batch_stats), grads)
+    return state, {**metrics, **extra}
 
 
 def make_train_step(model: models.LitePose, tx: optax.GradientTransformation, schedule: optax.Schedule,
-                    weights: losses.LossWeights = losses.LossWeights(), ema_decay: float = 0.0) -> StepFn:
-  """Builds `train_step(state, batch) -> (state, metrics)`.
+                    weights: losses.LossWeights = losses.LossWeights(), ema_decay: float = 0.0) -> TrainStep:
+  """Builds the step.
 
   Args:
     model: LitePose (its dtype sets the compute precision; parameters stay float32).
@@ -36,34 +68,68 @@ def make_train_step(model: models.LitePose, tx: optax.GradientTransformation, sc
     weights: loss factors.
     ema_decay: EMA decay of the parameters (used only when the state carries `ema_params`).
   Returns:
-    The pure step function. Metrics (scalars, float32): 'loss', 'heatmap_0', 'heatmap_1', 'push', 'pull',
-    'grad_norm', 'lr' (the lr used by this step).
+    The pure step (callable, see `TrainStep`). Metrics (scalars, float32): 'loss', 'heatmap_0',
+    'heatmap_1', 'push', 'pull', 'grad_norm', 'lr' (the lr used by this step).
   """
 
-  def train_step(state: TrainState, batch: Mapping[str, jax.Array]) -> tuple[TrainState, dict]:
-    def loss_fn(params):
-      outputs, new_vars = model.apply({'params': params, 'batch_stats': state.batch_stats},
-                                      batch['image'], train=True, mutable=['batch_stats'])
+  def gradients(params, batch_stats, batch: Batch):
+    def loss_fn(p):
+      outputs, new_vars = model.apply({'params': p, 'batch_stats': batch_stats}, batch['image'],
+                                      train=True, mutable=['batch_stats'])
       total, parts = losses.total_loss(outputs, batch, weights)
       return total, (parts, new_vars['batch_stats'])
 
-    (loss, (parts, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, (parts, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    return grads, new_stats, {'loss': loss, **parts, 'grad_norm': _global_norm(grads)}
+
+  def update(state: TrainState, grads):
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     ema = state.ema_params
     if ema is not None:
       ema = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema, params)
-    metrics = {'loss': loss, **parts, 'grad_norm': optax.global_norm(grads),
-               'lr': jnp.asarray(schedule(state.step), jnp.float32)}
-    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                              opt_state=opt_state, ema_params=ema)
-    return new_state, metrics
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema)
+    return new_state, {'lr': jnp.asarray(schedule(state.step), jnp.float32)}
 
-  return train_step
+  return TrainStep(gradients, update)
 
 
-def jit_train_step(train_step: StepFn, mesh) -> StepFn:
+class JittedTrainStep:
+  """The step jitted over a mesh: state replicated, batch split over 'data', state donated.
+
+  Called like the step; the first call (and any call with new shapes) compiles both programs
+  concurrently. `compile(state, batch)` does the same ahead of time (benchmarks).
+  """
+
+  def __init__(self, step: TrainStep, mesh):
+    repl = sharding.replicated(mesh)
+    self._gradients = jax.jit(step.gradients, in_shardings=(repl, repl, sharding.batch_sharding(mesh)),
+                              out_shardings=repl)
+    # The state is updated in place (the gradients have no output of their own to reuse).
+    self._update = jax.jit(step.update, in_shardings=(repl, repl), out_shardings=(repl, repl),
+                           donate_argnums=(0,))
+    self._compiled: tuple[Any, TrainStep] | None = None
+
+  def compile(self, state: TrainState, batch: Batch) -> TrainStep:
+    """Lowers and compiles both programs for these shapes; returns the compiled step.
+
+    The gradients program compiles in a second thread while this one lowers and compiles the update
+    (XLA compiles without holding the GIL).
+    """
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+      gradients = pool.submit(self._gradients.lower(state.params, state.batch_stats, batch).compile)
+      # The gradients have the structure, shapes and sharding of the parameters.
+      update = self._update.lower(state, state.params).compile()
+      return TrainStep(gradients.result(), update)
+
+  def __call__(self, state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
+    leaves, treedef = jax.tree.flatten((state, batch))
+    key = (treedef, tuple((x.shape, x.dtype, getattr(x, 'sharding', None)) for x in leaves))
+    if self._compiled is None or self._compiled[0] != key:
+      self._compiled = (key, self.compile(state, batch))
+    return self._compiled[1](state, batch)
+
+
+def jit_train_step(step: TrainStep, mesh) -> JittedTrainStep:
   """jit with the state replicated and donated (updated in place) and the batch split over 'data'."""
-  repl = sharding.replicated(mesh)
-  return jax.jit(train_step, in_shardings=(repl, sharding.batch_sharding(mesh)),
-                 out_shardings=(repl, repl), donate_argnums=(0,))
+  return JittedTrainStep(step, mesh)
