@@ -9,7 +9,7 @@ The step is two programs: `gradients` (forward, loss, backward, BatchNorm statis
 concurrently. Reason: XLA compiles a module's HLO passes on one thread, and the optimizer's ~1000 small
 per-parameter fusions made the one-program XS train step compile ~6 s longer than the two programs in
 sequence, ~9 s longer than the two in parallel (2-core CPU, measured; README "Benchmarks"). Passing the
-gradients between the programs costs one read and write of a parameter-sized tree (XS: 1.3 MB).
+gradients between the programs costs one write and read of a parameter-sized tree (XS: 6.7 MB).
 No TensorFlow here (the GPU machine has none).
 """
 

@@ -154,6 +154,25 @@ def test_deconv_equals_transposed_conv_formula(impl):
     np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-5, atol=1e-4, err_msg=f'{impl} {name}')
 
 
+@pytest.mark.parametrize('impl', ['xla', 'shift'])
+def test_deconv_sum_equals_sum_of_transposed_convs(impl):
+  # The fusion head's refined + raw deconvs ('shift': one phase conv over the concatenated inputs).
+  rng = np.random.default_rng(1)
+  xs = [rng.normal(size=(2, 5, 6, c)) for c in (3, 2)]
+  ws = [rng.normal(size=(c, 4, 4, 4)) for c in (3, 2)]   # PyTorch (Cin, Cout, 4, 4)
+  g = rng.normal(size=(2, 10, 12, 4))
+  want = [_transposed_conv_numpy(x, w, g) for x, w in zip(xs, ws)]
+  fn = jax.jit(lambda a, b, c: (lambda y, vjp: (y,) + vjp(c))(*jax.vjp(
+      lambda p, q: layers.deconv_2x_sum(p, q, impl), a, b)))
+  y, dxs, dks = fn([jnp.asarray(x, jnp.float32) for x in xs],
+                   [jnp.asarray(w.transpose(2, 3, 0, 1), jnp.float32) for w in ws], jnp.asarray(g, jnp.float32))
+  np.testing.assert_allclose(np.asarray(y), want[0][0] + want[1][0], rtol=1e-5, atol=1e-4)
+  for i in range(2):
+    np.testing.assert_allclose(np.asarray(dxs[i]), want[i][1], rtol=1e-5, atol=1e-4, err_msg=f'dx{i}')
+    np.testing.assert_allclose(np.asarray(dks[i]).transpose(2, 3, 0, 1), want[i][2], rtol=1e-5, atol=1e-4,
+                               err_msg=f'dW{i}')
+
+
 def test_wrong_parameter_shape_names_the_parameter():
   # layers.param checks stored shapes itself (Flax's own check re-traces the initialiser at every apply).
   model = models.create('xs', 14, depthwise_impl='xla')

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from litepose_jax.models.arch import Arch
-from litepose_jax.models.layers import BatchNorm, ConvBN, Deconv, InvBottleneck, SepConv
+from litepose_jax.models.layers import BatchNorm, ConvBN, Deconv, InvBottleneck, SepConv, deconv_2x_sum
 
 
 class LitePose(nn.Module):
@@ -89,7 +89,9 @@ class LitePose(nn.Module):
     def fuse(i, refined_in, raw_in):
       f = a.deconv_channels[i]
       deconv = functools.partial(Deconv, f, self.dtype, self.depthwise_impl)
-      y = deconv(name=f'deconv_refined{i}')(refined_in) + deconv(name=f'deconv_raw{i}')(raw_in)
+      refined, raw = deconv(name=f'deconv_refined{i}'), deconv(name=f'deconv_raw{i}')
+      xs = (refined_in.astype(self.dtype), raw_in.astype(self.dtype))
+      y = deconv_2x_sum(xs, (refined.weights(refined_in), raw.weights(raw_in)), self.depthwise_impl)
       return jax.nn.relu(BatchNorm(dtype=self.dtype, name=f'deconv_bn{i}')(y, train))
 
     sep = functools.partial(SepConv, impl=self.depthwise_impl, dtype=self.dtype,
