@@ -37,17 +37,17 @@ def count(model: models.LitePose, height: int | None = None, width: int | None =
   def interceptor(next_fun, args, kwargs, context):
     out = next_fun(*args, **kwargs)
     mod = context.module
-    x = args[0]
-    if isinstance(mod, layers.Deconv) and context.method_name == 'weights':  # the head sums two deconvs
-      real = math.prod(x.shape[1:]) * mod.features * 16
-      tally['deconv'] += real
-      tally['deconv_published_extra'] += 3 * real
     if context.method_name != '__call__':
       return out
+    x = args[0]
     if isinstance(mod, layers.Conv):
       tally['conv'] += math.prod(out.shape[1:]) * x.shape[-1] * mod.kernel_size ** 2
     elif isinstance(mod, layers.DepthwiseConv):
       tally['depthwise'] += math.prod(out.shape[1:]) * mod.kernel_size ** 2
+    elif isinstance(mod, layers.Deconv):   # returns its kernel for input x; the head applies it
+      real = math.prod(x.shape[1:]) * mod.features * 16
+      tally['deconv'] += real
+      tally['deconv_published_extra'] += 3 * real
     elif isinstance(mod, layers.BatchNorm):
       tally['bn'] += 2 * math.prod(out.shape[1:])
       # ReLUs follow the fusion-head BNs (in LitePose itself) and the activated ConvBNs.

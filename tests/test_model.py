@@ -139,14 +139,14 @@ def _transposed_conv_numpy(x, w, g):
 
 @pytest.mark.parametrize('impl', ['xla', 'shift'])
 def test_deconv_equals_transposed_conv_formula(impl):
-  # Both forms: 'xla' (native transposed conv: GPU/TPU, export) and 'shift' (sub-pixel matmuls: CPU).
+  # Both forms: 'xla' (native transposed conv: GPU/TPU, export) and 'shift' (3x3 phase conv: CPU).
   rng = np.random.default_rng(0)
   x = rng.normal(size=(2, 5, 6, 3))
   w = rng.normal(size=(3, 4, 4, 4))  # PyTorch (Cin, Cout, 4, 4)
   g = rng.normal(size=(2, 10, 12, 4))
   want = _transposed_conv_numpy(x, w, g)
   fn = jax.jit(lambda a, b, c: (lambda y, vjp: (y,) + vjp(c))(*jax.vjp(
-      lambda p, q: layers.deconv_2x(p, q, impl), a, b)))
+      lambda p, q: layers.deconv_2x_sum((p,), (q,), impl), a, b)))
   y, dx, dk = fn(jnp.asarray(x, jnp.float32), jnp.asarray(w.transpose(2, 3, 0, 1), jnp.float32),
                  jnp.asarray(g, jnp.float32))
   for name, got, ref in (('y', y, want[0]), ('dx', dx, want[1]),
@@ -165,7 +165,8 @@ def test_deconv_sum_equals_sum_of_transposed_convs(impl):
   fn = jax.jit(lambda a, b, c: (lambda y, vjp: (y,) + vjp(c))(*jax.vjp(
       lambda p, q: layers.deconv_2x_sum(p, q, impl), a, b)))
   y, dxs, dks = fn([jnp.asarray(x, jnp.float32) for x in xs],
-                   [jnp.asarray(w.transpose(2, 3, 0, 1), jnp.float32) for w in ws], jnp.asarray(g, jnp.float32))
+                   [jnp.asarray(w.transpose(2, 3, 0, 1), jnp.float32) for w in ws],
+                   jnp.asarray(g, jnp.float32))
   np.testing.assert_allclose(np.asarray(y), want[0][0] + want[1][0], rtol=1e-5, atol=1e-4)
   for i in range(2):
     np.testing.assert_allclose(np.asarray(dxs[i]), want[i][1], rtol=1e-5, atol=1e-4, err_msg=f'dx{i}')

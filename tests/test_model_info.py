@@ -30,6 +30,13 @@ def test_macs_match_spec(arch):
   assert abs(info['macs_published'] / 1e9 - published) / published < 2e-3
 
 
+@pytest.mark.parametrize('impl', ['shift', 'xla', 'tflite'])
+def test_every_layer_form_counts_the_spec_macs(impl):
+  # The forms differ in which module methods run (the export form folds BN via BatchNorm.folded()).
+  info = model_info.count(models.create('xs', 14, depthwise_impl=impl))
+  assert round(info['macs'] / 1e9, 3) == SPEC['xs'][0]
+
+
 def test_cli_json():
   res = subprocess.run([sys.executable, '-m', 'litepose_jax.model_info', '--arch', 's', '--json'],
                        capture_output=True, text=True, timeout=300)

@@ -176,7 +176,8 @@ class Conv(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     k, cin = self.kernel_size, x.shape[-1]
-    kernel = param(self, 'kernel', torch_uniform_init(cin * k * k, self.init_scale), (k, k, cin, self.features))
+    kernel = param(self, 'kernel', torch_uniform_init(cin * k * k, self.init_scale),
+                   (k, k, cin, self.features))
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     impl = depthwise.resolve_impl(self.impl)
     if k == 1 and self.stride == 1:
@@ -308,7 +309,7 @@ _PHASE_SELECTION = _phase_selection()
 
 
 def deconv_2x_xla(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """ConvTranspose2d(k4, s2, p1) as XLA's native transposed convolution (see `deconv_2x`).
+  """ConvTranspose2d(k4, s2, p1) as XLA's native transposed convolution (see `deconv_2x_sum`).
 
   A stride-1 convolution of the 2x-dilated input (lhs_dilation), padded by 2, with the spatially flipped
   kernel. GPUs/TPUs run it natively, and the TFLite converter maps it to its builtin TRANSPOSE_CONV
@@ -338,32 +339,22 @@ def deconv_2x_phases(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return y.reshape(b, h, w, 2, 2, cout).transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, cout)
 
 
-def deconv_2x(x: jax.Array, kernel: jax.Array, impl: str = 'auto') -> jax.Array:
-  """PyTorch ConvTranspose2d(k=4, stride=2, padding=1), exactly 2x upsampling.
+def deconv_2x_sum(xs: Sequence[jax.Array], kernels: Sequence[jax.Array], impl: str = 'auto') -> jax.Array:
+  """Σ_i ConvTranspose2d(k=4, stride=2, padding=1)(xs[i]) with weights kernels[i]: exactly 2x upsampling.
 
-  y[2i−1+a, 2j−1+b, o] += Σ_c x[i, j, c]·W[a, b, c, o] for a, b ∈ {0..3}. Follows the depthwise switch:
-  'shift' (CPU) → `deconv_2x_phases`, 'xla' / 'tflite' (GPU/TPU, export) → `deconv_2x_xla`; equal
-  results.
+  y[2i−1+a, 2j−1+b, o] += Σ_c x[i, j, c]·W[a, b, c, o] for a, b ∈ {0..3}, summed over the inputs (the
+  fusion head's "refined" + "raw" transposed convs; one input is a plain transposed conv). Follows the
+  depthwise switch: 'shift' (CPU) → one `deconv_2x_phases` over the inputs concatenated along channels
+  with the kernels concatenated along Cin (the same products, one conv and no sum: fewer programs to
+  compile, the inputs read in one pass); 'xla' / 'tflite' (GPU/TPU, export) → `deconv_2x_xla` per input,
+  summed. Equal results.
 
   Args:
-    x: [B, H, W, Cin].
-    kernel: [4, 4, Cin, Cout], PyTorch's (Cin, Cout, 4, 4) weight transposed (not flipped).
+    xs: inputs [B, H, W, Cin_i].
+    kernels: [4, 4, Cin_i, Cout], PyTorch's (Cin, Cout, 4, 4) weights transposed (not flipped).
     impl: 'auto' | 'xla' | 'shift' | 'tflite', resolved by `depthwise.resolve_impl`.
   Returns:
     [B, 2H, 2W, Cout].
-  """
-  if depthwise.resolve_impl(impl) != 'shift':
-    return deconv_2x_xla(x, kernel)
-  return deconv_2x_phases(x, kernel)
-
-
-def deconv_2x_sum(xs: Sequence[jax.Array], kernels: Sequence[jax.Array], impl: str = 'auto') -> jax.Array:
-  """Σ_i deconv_2x(xs[i], kernels[i]) (the fusion head's "refined" + "raw" transposed convs).
-
-  On CPU ('shift') one phase conv over the inputs concatenated along channels, with the kernels
-  concatenated along Cin: the same products, one conv instead of two and no sum (fewer programs to
-  compile and the inputs read in one pass). Elsewhere the native transposed convs, summed. xs[i]
-  [B, H, W, Cin_i], kernels[i] [4, 4, Cin_i, Cout] → [B, 2H, 2W, Cout].
   """
   if depthwise.resolve_impl(impl) != 'shift':
     out = deconv_2x_xla(xs[0], kernels[0])
@@ -374,23 +365,16 @@ def deconv_2x_sum(xs: Sequence[jax.Array], kernels: Sequence[jax.Array], impl: s
 
 
 class Deconv(nn.Module):
-  """Transposed conv k4 s2 p1, no bias: [B,H,W,Cin] → [B,2H,2W,Cout].
+  """The weights of a transposed conv k4 s2 p1 without bias; the head applies them with `deconv_2x_sum`.
 
-  PyTorch computes fan_in of a ConvTranspose2d weight (Cin, Cout, k, k) from dim 1, i.e. Cout·k·k; the
-  default init follows that. `weights(x)` gives the kernel alone, for `deconv_2x_sum`.
-
-  Attributes:
-    impl: 'auto' | 'xla' | 'shift' | 'tflite', see `deconv_2x`.
+  `Deconv(features)(x)` returns the [4, 4, Cin, features] kernel (compute dtype) for an input x
+  [B, H, W, Cin]. PyTorch computes fan_in of a ConvTranspose2d weight (Cin, Cout, k, k) from dim 1, i.e.
+  Cout·k·k; the default init follows that.
   """
   features: int
   dtype: Dtype = jnp.float32
-  impl: str = 'auto'
 
   @nn.compact
-  def weights(self, x: jax.Array) -> jax.Array:
-    """The [4, 4, Cin, features] kernel (compute dtype) for an input x [B, H, W, Cin]."""
+  def __call__(self, x: jax.Array) -> jax.Array:
     kernel = param(self, 'kernel', torch_uniform_init(self.features * 16), (4, 4, x.shape[-1], self.features))
     return kernel.astype(self.dtype)
-
-  def __call__(self, x: jax.Array) -> jax.Array:
-    return deconv_2x(x.astype(self.dtype), self.weights(x), self.impl)

@@ -88,10 +88,10 @@ class LitePose(nn.Module):
     # figure says concatenate).
     def fuse(i, refined_in, raw_in):
       f = a.deconv_channels[i]
-      deconv = functools.partial(Deconv, f, self.dtype, self.depthwise_impl)
-      refined, raw = deconv(name=f'deconv_refined{i}'), deconv(name=f'deconv_raw{i}')
+      kernels = (Deconv(f, self.dtype, name=f'deconv_refined{i}')(refined_in),
+                 Deconv(f, self.dtype, name=f'deconv_raw{i}')(raw_in))
       xs = (refined_in.astype(self.dtype), raw_in.astype(self.dtype))
-      y = deconv_2x_sum(xs, (refined.weights(refined_in), raw.weights(raw_in)), self.depthwise_impl)
+      y = deconv_2x_sum(xs, kernels, self.depthwise_impl)
       return jax.nn.relu(BatchNorm(dtype=self.dtype, name=f'deconv_bn{i}')(y, train))
 
     sep = functools.partial(SepConv, impl=self.depthwise_impl, dtype=self.dtype,
