@@ -10,9 +10,9 @@ latency-bound), so 'shift' carries a custom VJP built from the same kind of fuse
   input gradient   stride 1: the same shifted sum over the cotangent with the flipped kernel;
                    stride 2: four sub-pixel phases (each a stride-1 shifted sum with a sub-kernel),
                    interleaved, so no multiply touches the zeros of a dilated cotangent.
-  kernel gradient  the products x[shifted]·g are summed over groups of G output columns inside one loop
-                   fusion (strided slices, unrolled adds), and only the G-times smaller result goes
-                   through a reduction over contiguous memory.
+  kernel gradient  one variadic reduction over batch and columns computes all k·k products
+                   x[shifted]·g in a single pass over x and g (per output row; the rows are summed
+                   after), see `_kernel_grad`.
 
 The three pieces (forward, input gradient, kernel gradient) are jitted: a network's identical blocks then
 trace them once per shape instead of once per call, and lowering emits one function per shape (XS train
@@ -44,10 +44,6 @@ IMPLS = ('auto', 'xla', 'shift', 'tflite')
 
 # Largest single-pass depthwise kernel of XNNPACK (5x5); 'tflite' cuts bigger kernels into pieces.
 _SINGLE_PASS_TAPS = 25
-
-# Output columns summed inside the kernel-gradient fusion before the final reduction (see module doc):
-# larger G shrinks the intermediate G-fold but makes the fused expression G times longer to compile.
-_KGRAD_GROUP = 8
 
 
 def resolve_impl(impl: str) -> str:
