@@ -1,10 +1,11 @@
 """Persistent XLA compilation cache for the command-line entries (train, evaluate, predict, demo).
 
-Compiling the XS train step takes 25-28 s on a 2-core CPU; a resumed run (after preemption or Ctrl-C), a
-second `make demo`, or an evaluation of the same shapes would pay it again. With the cache on, JAX stores
-every compiled program that took ≥ 1 s under the cache folder and a later process with the same program,
-jax version and backend loads it instead of compiling it (XS train step on the 2-core CPU: 11.9 s instead
-of 28.8 s; tracing and lowering, which the cache cannot skip, are part of it; README, "Benchmarks").
+Compiling the XS train step takes 15-28 s on a 2-core CPU (by the machine's speed that day); a resumed
+run (after preemption or Ctrl-C), a second `make demo`, or an evaluation of the same shapes would pay it
+again. With the cache on, JAX stores every compiled program that took ≥ 1 s under the cache folder and a
+later process with the same program, jax version and backend loads it instead of compiling it (XS train
+step on the 2-core CPU: 6.4 s instead of 16.7 s, or 11.9 s instead of 28.8 s on a slower day; tracing and
+lowering, which the cache cannot skip, are part of it; README, "Benchmarks").
 
 Folder: $LITEPOSE_JAX_CACHE_DIR if set ('' or 'off' turns the cache off), else JAX's own
 $JAX_COMPILATION_CACHE_DIR if set, else <repo>/.cache/jax (git-ignored; the tests use it too).
