@@ -108,7 +108,7 @@ class JittedTrainStep:
     # The state is updated in place (the gradients have no output of their own to reuse).
     self._update = jax.jit(step.update, in_shardings=(repl, repl), out_shardings=(repl, repl),
                            donate_argnums=(0,))
-    self._compiled: tuple[Any, TrainStep] | None = None
+    self._compiled: dict[tuple, TrainStep] = {}   # per batch signature, as jax.jit caches per shape
 
   def compile(self, state: TrainState, batch: Batch) -> TrainStep:
     """Lowers and compiles both programs for these shapes; returns the compiled step.
@@ -126,9 +126,9 @@ class JittedTrainStep:
     # Keyed on the batch alone: the state's shapes are fixed by the model and optimizer (the compiled
     # programs reject any other), and a key over its ~1250 leaves cost 2.5 ms per step.
     key = tuple((k, v.shape, v.dtype, getattr(v, 'sharding', None)) for k, v in sorted(batch.items()))
-    if self._compiled is None or self._compiled[0] != key:
-      self._compiled = (key, self.compile(state, batch))
-    return self._compiled[1](state, batch)
+    if key not in self._compiled:
+      self._compiled[key] = self.compile(state, batch)
+    return self._compiled[key](state, batch)
 
 
 def jit_train_step(step: TrainStep, mesh) -> JittedTrainStep:

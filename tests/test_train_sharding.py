@@ -98,6 +98,32 @@ def test_eight_device_mesh_equals_one_device():
     assert diffs[key] <= 1e-5, (key, diffs)
 
 
+def test_jitted_step_compiles_once_per_batch_shape():
+  # As jax.jit: alternating batch shapes (a run whose last batch is smaller, say) reuse compiled programs.
+  import jax  # pylint: disable=g-import-not-at-top
+  from configs import tiny  # pylint: disable=g-import-not-at-top
+  from litepose_jax import config_utils, optim, sharding, train_state, train_step  # pylint: disable=g-import-not-at-top
+  from tests.test_train_support import SyntheticInput  # pylint: disable=g-import-not-at-top
+
+  config = tiny.get_config()
+  model = config_utils.create_model(config)
+  tx, schedule = optim.make_optimizer(config.optimizer, steps_per_epoch=2, total_steps=8)
+  mesh = sharding.make_mesh(jax.devices()[:1])
+  step = train_step.jit_train_step(train_step.make_train_step(model, tx, schedule), mesh)
+  compiles = []
+  compile_fn = step.compile
+  step.compile = lambda *a: compiles.append(1) or compile_fn(*a)
+  batches = {}
+  for b in (2, 4):
+    host = next(SyntheticInput(8, b, 64, 14).batches(0, 0, 1))
+    batches[b] = sharding.put_global_batch({k: host[k] for k in train_step.BATCH_KEYS}, mesh)
+  state = sharding.replicate(train_state.create(model, tx, jax.random.key(0), 64, use_ema=False), mesh)
+  for b in (2, 4, 2, 4):
+    state, metrics = step(state, batches[b])
+  assert int(state.step) == 4 and np.isfinite(float(metrics['loss']))
+  assert len(compiles) == 2
+
+
 if __name__ == '__main__' and len(sys.argv) == 1:
   print(json.dumps(_compare_meshes()))
 
