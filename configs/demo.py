@@ -6,7 +6,7 @@ Synthetic images (1-3 people, generated once and cached under data/synthetic/), 
 reduced architecture (128 px, 2 blocks per stage, 5x5 depthwise kernels) so that a laptop CPU trains it
 in minutes: 1600 steps of global batch 16, 0.35-0.43 s per step on the 2-core CI machine. Expected result
 (README, "Results"; `make demo`, 10.8-12.9 min): AP 0.57, AP50 0.87, AR 0.68 on the 64 synthetic
-validation images (0.43 after 800 steps, measured on 2026-11-22).
+validation images (0.43 after 800 steps, measured at an earlier stop).
 """
 
 import json
