@@ -14,7 +14,6 @@ checkpoint directory, ./<file name>_eval for a weight file).
 """
 
 import json
-import logging
 import os
 import pathlib
 import sys
@@ -23,10 +22,10 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from litepose_jax import compile_cache
 from litepose_jax import eval_lib
 from litepose_jax import evaluation
-from litepose_jax import host_tuning
+from litepose_jax import from_config
+from litepose_jax import runtime
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/litepose_*.py).',
                                           lock_config=True)
@@ -43,10 +42,7 @@ def _default_workdir(ckpt: pathlib.Path) -> str:
 
 def main(argv):
   del argv
-  logging.getLogger('absl').setLevel(logging.WARNING)   # orbax logs every restore at INFO
-  logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)   # "no TPU backend" on CPU/GPU
-  host_tuning.configure()  # before JAX's first computation: 512-bit vectors on AVX-512 CPUs
-  compile_cache.enable()   # a second run on the same shapes loads the compiled programs
+  runtime.setup(host_tuning=True)   # before JAX's first computation
   try:
     # The eval input pipeline's TensorFlow must not take the accelerator (or its memory) from JAX.
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -58,7 +54,7 @@ def main(argv):
   workdir = _WORKDIR.value or _default_workdir(ckpt)
   try:
     gt = eval_lib.ground_truth(config)  # fails fast, before the model is loaded
-    model, variables, keypoint_set, input_size = eval_lib.load_model(config, str(ckpt))
+    model, variables, keypoint_set, input_size = from_config.load_model(config, str(ckpt))
     metrics = eval_lib.evaluate(config, model, variables, keypoint_set, input_size, workdir, gt=gt)
   except (FileNotFoundError, ValueError, OSError) as e:
     print(f'error: {e}', file=sys.stderr)

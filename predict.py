@@ -13,7 +13,6 @@ same resize, flip test, decoder and back-projection; keypoint set and input size
 """
 
 import json
-import logging
 import os
 import pathlib
 import sys
@@ -24,10 +23,9 @@ import cv2
 import numpy as np
 
 from configs import common
-from litepose_jax import compile_cache
-from litepose_jax import eval_lib
-from litepose_jax import host_tuning
+from litepose_jax import from_config
 from litepose_jax import inference
+from litepose_jax import runtime
 from litepose_jax import visualize
 
 _CKPT = flags.DEFINE_string('ckpt', None, 'Orbax checkpoint directory or authors\' .pth/.pth.tar/.npz.')
@@ -81,16 +79,13 @@ def _predictor():
   config = common.get_config(_ARCH.value, _KEYPOINTS.value)
   config.eval.batch_size = _BATCH.value
   config.eval.flip_test = _FLIP.value
-  model, variables, keypoint_set, input_size = eval_lib.load_model(config, _CKPT.value)
-  return eval_lib.make_predictor(config, model, variables, keypoint_set, input_size)
+  model, variables, keypoint_set, input_size = from_config.load_model(config, _CKPT.value)
+  return from_config.predictor(config, model, variables, keypoint_set, input_size)
 
 
 def main(argv):
   del argv
-  logging.getLogger('absl').setLevel(logging.WARNING)   # orbax logs every restore at INFO
-  logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)   # "no TPU backend" on CPU/GPU
-  host_tuning.configure()  # before JAX's first computation: 512-bit vectors on AVX-512 CPUs
-  compile_cache.enable()   # a second run on the same shapes loads the compiled programs
+  runtime.setup(host_tuning=True)   # before JAX's first computation
   src, out = pathlib.Path(_INPUT.value), pathlib.Path(_OUTPUT.value)
   if not src.exists():
     print(f'error: {src} does not exist', file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Trains LitePose. The only training file that defines flags; the work is in litepose_jax.train_lib.
+"""Trains LitePose. The only training file that defines flags; the work is in litepose_jax.train.loop.
 
   python train.py --config=configs/litepose_s.py --workdir=workdirs/s
   python train.py --config=configs/litepose_xs.py:coco --workdir=workdirs/xs_coco --config.input.batch_size=64
@@ -26,23 +26,11 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s', force=True)
-  logging.getLogger('absl').setLevel(logging.WARNING)   # orbax logs every save at INFO
-  logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)   # "no TPU backend" on CPU/GPU
-  import jax  # pylint: disable=g-import-not-at-top
-  if FLAGS.distributed:
-    # Cloud TPU / SLURM: coordinator, process count and id come from the environment.
-    jax.distributed.initialize()
+  from litepose_jax import runtime  # pylint: disable=g-import-not-at-top
+  runtime.setup(distributed=FLAGS.distributed, log_info=True)
+  from litepose_jax.train import loop  # pylint: disable=g-import-not-at-top
   try:
-    # The input pipeline's TensorFlow must not take the accelerator (or its memory) from JAX.
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    tf.config.set_visible_devices([], 'GPU')
-  except ImportError:
-    pass
-  from litepose_jax import compile_cache, train_lib  # pylint: disable=g-import-not-at-top
-  compile_cache.enable()   # a resumed run loads its compiled step instead of compiling it again
-  try:
-    result = train_lib.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    result = loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except FloatingPointError as e:
     logging.error('%s', e)
     sys.exit(1)

@@ -28,12 +28,10 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
-
-from litepose_jax import host_tuning  # noqa: E402
-host_tuning.configure()  # as evaluate.py / predict.py: before JAX's first computation
+from litepose_jax import runtime  # noqa: E402
+runtime.tune_host()  # as evaluate.py / predict.py: before JAX's first computation
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-
 from litepose_jax import decode  # noqa: E402
 from litepose_jax import inference  # noqa: E402
 

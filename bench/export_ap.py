@@ -60,7 +60,7 @@ def _ap(predictor, images, ids, gt, keypoint_set):
 def main(argv):
   del argv
   from configs import common  # pylint: disable=g-import-not-at-top
-  from litepose_jax import eval_lib, inference  # pylint: disable=g-import-not-at-top
+  from litepose_jax import from_config, inference  # pylint: disable=g-import-not-at-top
   from litepose_jax.export import __main__ as export_cli  # pylint: disable=g-import-not-at-top
   from litepose_jax.export import predictor as tfl_predictor  # pylint: disable=g-import-not-at-top
 
@@ -74,8 +74,8 @@ def main(argv):
   # An orbax checkpoint carries its architecture and keypoint set; the config gives the test-path settings.
   config = common.get_config()
   config.eval.batch_size = 1  # TFLitePredictor runs image by image: compare like with like
-  model, variables, ks, size = eval_lib.load_model(config, _CKPT.value)
-  rows = [('JAX float32', *_ap(eval_lib.make_predictor(config, model, variables, ks, size), images, ids,
+  model, variables, ks, size = from_config.load_model(config, _CKPT.value)
+  rows = [('JAX float32', *_ap(from_config.predictor(config, model, variables, ks, size), images, ids,
                                 gt, ks))]
   calib = _CALIB.value or image_dir
   with tempfile.TemporaryDirectory() as tmp:

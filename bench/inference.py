@@ -33,8 +33,8 @@ def _loadavg() -> float:
 
 def run_one(arch: str, batch: int, runs: int, impl: str, dtype: str) -> dict:
   """Times one configuration in this process; returns a JSON-able dict."""
-  from litepose_jax import host_tuning
-  host_tuning.configure()  # as evaluate.py / predict.py (before JAX's first computation)
+  from litepose_jax import runtime
+  runtime.tune_host()  # as evaluate.py / predict.py (before JAX's first computation)
   import jax
   import jax.numpy as jnp
   import numpy as np

@@ -29,8 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-
-from litepose_jax import host_tuning
+from litepose_jax import runtime
 from litepose_jax import models
 
 _INSTR = re.compile(r'^\s*(?:ROOT )?%([\w.\-]+) = ')
@@ -154,7 +153,7 @@ def main() -> None:
   p.add_argument('--top', type=int, default=10, help='also list the N most expensive thunks')
   p.add_argument('--hw', default='', help='forward input HxW, e.g. 256x448 (default: img_size square)')
   args = p.parse_args()
-  host_tuning.configure()  # as evaluate.py / predict.py: before JAX's first computation
+  runtime.tune_host()  # as evaluate.py / predict.py: before JAX's first computation
   hw = tuple(int(v) for v in args.hw.split('x')) if args.hw else None
   if hw and args.mode == 'train':
     raise SystemExit('--hw applies to --mode forward only')

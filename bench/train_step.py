@@ -25,9 +25,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-
-from litepose_jax import losses, models, sharding, train_state, train_step  # noqa: E402
-from litepose_jax import compile_cache, optim  # noqa: E402
+from litepose_jax import models  # noqa: E402
+from litepose_jax.train import losses  # noqa: E402
+from litepose_jax.train import sharding  # noqa: E402
+from litepose_jax.train import state as train_state  # noqa: E402
+from litepose_jax.train import step as step_lib  # noqa: E402
+from litepose_jax import runtime  # noqa: E402
+from litepose_jax.train import optim  # noqa: E402
 from configs import common  # noqa: E402
 
 
@@ -58,7 +62,7 @@ def bench_case(arch: str, size: int, batch: int, dtype: str, runs: int, warmup: 
   mesh = sharding.make_mesh()
   state = jax.jit(lambda rng: train_state.create(model, tx, rng, size, use_ema=False),
                   out_shardings=sharding.replicated(mesh))(jax.random.key(0))
-  step = train_step.jit_train_step(train_step.make_train_step(model, tx, schedule, losses.LossWeights()),
+  step = step_lib.JittedTrainStep(step_lib.make_train_step(model, tx, schedule, losses.LossWeights()),
                                    mesh)
   host = synthetic_batch(batch, size, k)
   data = sharding.put_global_batch(host, mesh)
@@ -109,7 +113,7 @@ def main():
                  help='persistent compilation cache folder: also time a compile served from it')
   args = p.parse_args()
   if args.cache_dir:
-    compile_cache.enable(args.cache_dir)
+    runtime.enable_compile_cache(args.cache_dir)
   for case in args.cases.split(','):
     arch, size, batch, dtype = case.split(':')
     res = bench_case(arch, int(size), int(batch), dtype, args.runs, args.warmup, args.depthwise_impl,

@@ -2,13 +2,12 @@
 
 Derived values are never typed twice: the input size comes from the architecture (`model.arch`), the
 number of joints from the keypoint set (`dataset.keypoints`). Library code reads them through
-`litepose_jax.config_utils`, not from here.
+`litepose_jax.from_config`, not from here.
 """
 
 import ml_collections
 
-# The authors' DATASET.MAX_NUM_PEOPLE: tag-loss joints are packed for at most this many people.
-MAX_PEOPLE = 30
+from litepose_jax.keypoints import MAX_PEOPLE
 
 
 def get_config(arch: str = 'xs', dataset: str = 'crowdpose') -> ml_collections.ConfigDict:

@@ -126,9 +126,6 @@ class TrainCheckpointer:
   def latest_step(self) -> Optional[int]:
     return self._mngr.latest_step()
 
-  def all_steps(self) -> list[int]:
-    return list(self._mngr.all_steps())
-
   def save(self, step: int, state: Any, variables: Mapping[str, Any], input_position: Mapping[str, Any]):
     """Starts saving step `step` (returns once the arrays are copied off the devices)."""
     self._mngr.save(int(step), args=ocp.args.Composite(**{
@@ -151,9 +148,6 @@ class TrainCheckpointer:
     restored = self._mngr.restore(int(step), args=ocp.args.Composite(**{
         STATE: ocp.args.StandardRestore(abstract_state), INPUT: ocp.args.JsonRestore()}))
     return restored[STATE], dict(restored[INPUT])
-
-  def wait(self):
-    self._mngr.wait_until_finished()
 
   def close(self):
     """Waits for in-flight saves and releases the manager."""

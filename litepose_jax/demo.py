@@ -4,7 +4,7 @@
 
 1. The synthetic multi-person set (configs/demo.py: dataset 'synthetic') is generated once and cached
    under data/synthetic/ by the data pipeline.
-2. configs/demo.py is trained with train_lib (checkpoints in <workdir>/checkpoints: re-running resumes,
+2. configs/demo.py is trained with litepose_jax.train.loop (checkpoints in <workdir>/checkpoints: re-running resumes,
    and a finished run only re-evaluates).
 3. The final checkpoint is evaluated on the synthetic validation split (AP table printed; results.json,
    metrics.json and the worst images under <workdir>/eval_<step>/).
@@ -13,7 +13,6 @@
 """
 
 import json
-import logging
 import os
 import pathlib
 import sys
@@ -37,13 +36,13 @@ def draw_predictions(config, ckpt_dir: str, out_dir: pathlib.Path, num: int) -> 
     The written PNG paths.
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from litepose_jax import eval_lib, inference, visualize  # pylint: disable=g-import-not-at-top
+  from litepose_jax import from_config, inference, visualize  # pylint: disable=g-import-not-at-top
   from litepose_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   ann_file, image_dir = synthetic.ensure(config, 'val')
   with open(ann_file) as f:
     data = json.load(f)
-  model, variables, keypoint_set, input_size = eval_lib.load_model(config, ckpt_dir)
-  predictor = eval_lib.make_predictor(config, model, variables, keypoint_set, input_size)
+  model, variables, keypoint_set, input_size = from_config.load_model(config, ckpt_dir)
+  predictor = from_config.predictor(config, model, variables, keypoint_set, input_size)
   images = sorted(data['images'], key=lambda im: im['id'])[:num]
   pixels = [inference.read_rgb(os.path.join(image_dir, im['file_name'])) for im in images]
   out_dir.mkdir(parents=True, exist_ok=True)
@@ -63,16 +62,14 @@ def draw_predictions(config, ckpt_dir: str, out_dir: pathlib.Path, num: int) -> 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s', force=True)
-  logging.getLogger('absl').setLevel(logging.WARNING)   # orbax logs every save at INFO
-  logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)   # "no TPU backend" on CPU
-  from litepose_jax import compile_cache, evaluation, train_lib  # pylint: disable=g-import-not-at-top
-  # A second `make demo` (or one after an interruption) reuses the compiled programs.
-  compile_cache.enable()
+  from litepose_jax import runtime  # pylint: disable=g-import-not-at-top
+  runtime.setup(log_info=True)   # a second `make demo` (or one after an interruption) reuses the programs
+  from litepose_jax import evaluation  # pylint: disable=g-import-not-at-top
+  from litepose_jax.train import loop  # pylint: disable=g-import-not-at-top
   config = flags.FLAGS.config
   workdir = pathlib.Path(_WORKDIR.value).absolute()
   start = time.perf_counter()
-  result = train_lib.train_and_evaluate(config, workdir)
+  result = loop.train_and_evaluate(config, workdir)
   minutes = (time.perf_counter() - start) / 60
   metrics = result['eval']
   if not metrics:

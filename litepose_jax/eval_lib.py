@@ -23,56 +23,14 @@ import pathlib
 import time
 from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
-import cv2
 import numpy as np
 
-from litepose_jax import checkpoint
-from litepose_jax import config_utils
-from litepose_jax import convert
-from litepose_jax import decode
 from litepose_jax import evaluation
+from litepose_jax import from_config
 from litepose_jax import inference
 from litepose_jax import keypoints as kp_lib
 from litepose_jax import visualize
 from litepose_jax.evaluation import evaluator as evaluator_lib
-
-_AUTHORS_FILES = ('.pth', '.tar', '.npz', '.pt')
-
-
-def load_model(config, ckpt: str):
-  """(model, variables, keypoint_set, input_size) from an orbax checkpoint or an authors' weight file.
-
-  An authors' file (.pth / .pth.tar / .npz) is converted on the fly with the architecture and keypoint set
-  of `config`; an orbax checkpoint carries its own (config.model.dtype / depthwise_impl still apply).
-  """
-  path = pathlib.Path(ckpt)
-  if not path.exists():
-    raise FileNotFoundError(f'checkpoint {ckpt} does not exist')
-  size = int(config.input.get('size', 0) or 0)
-  if path.is_file() and path.name.endswith(_AUTHORS_FILES):
-    ks = config_utils.keypoint_set(config)
-    variables, _ = convert.convert_file(path, config.model.arch, ks.num_keypoints, ks.name)
-    return config_utils.create_model(config), variables, ks, config_utils.input_size(config)
-  loaded = checkpoint.load_model(path, dtype=config.model.dtype, depthwise_impl=config.model.depthwise_impl)
-  return loaded.model, loaded.variables, loaded.keypoint_set, size or loaded.model.arch.img_size
-
-
-def decode_config(config, keypoint_set: kp_lib.KeypointSet) -> decode.DecodeConfig:
-  """DecodeConfig from config.eval."""
-  e = config.eval
-  return decode.DecodeConfig.create(
-      keypoint_set, max_people=e.max_people, nms_kernel=e.nms_kernel,
-      detection_threshold=e.detection_threshold, tag_threshold=e.tag_threshold, adjust=e.adjust,
-      refine=e.refine, tie_break=e.tie_break)
-
-
-def make_predictor(config, model, variables, keypoint_set, input_size: int) -> inference.Predictor:
-  """The test-time path with config.eval's settings (flip, scales, decoder, batch size)."""
-  return inference.Predictor(model, variables, keypoint_set, input_size, flip=config.eval.flip_test,
-                             scales=tuple(config.eval.scales),
-                             decode_config=decode_config(config, keypoint_set),
-                             batch_size=config.eval.batch_size)
-
 
 def ground_truth(config) -> evaluation.GroundTruth:
   """The parsed ground truth of config's eval split (cheap checks first: call it before loading a model).
@@ -98,7 +56,7 @@ def ground_truth(config) -> evaluation.GroundTruth:
 def eval_batches(config, input_size: int) -> Iterator[Dict[str, np.ndarray]]:
   """The data pipeline's eval batches of config's eval split as NumPy, resized for `input_size`."""
   from litepose_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  if input_size != config_utils.input_size(config):
+  if input_size != from_config.input_size(config):
     # A checkpoint may carry another architecture than the config names: resize for the model's input.
     config = config.copy_and_resolve_references()
     with config.unlocked():
@@ -249,43 +207,18 @@ def run(predictor: inference.Predictor, batches: Iterable[Dict[str, Any]],
   return RunResult(scored.compute(), worst, timing)
 
 
-def _to_input(xy: np.ndarray, center: np.ndarray, scale: np.ndarray, input_hw: Tuple[int, int]) -> np.ndarray:
-  """Image pixels → network-input pixels, the inverse of `inference.to_image` (spec e.10)."""
-  factor = scale[0] * 200.0 / input_hw[1]
-  return (xy - center) / factor + np.array([input_hw[1], input_hw[0]]) / 2.0
-
-
-def draw_worst(item: Worst, gt: evaluation.GroundTruth, keypoint_set: kp_lib.KeypointSet,
-               min_short_side: int = 480) -> np.ndarray:
-  """Prediction | ground truth of one image, drawn on its network input (upscaled to be legible).
-
-  Returns:
-    [h·u + 24, 2·w·u + 8, 3] uint8 RGB, u the integer upscale bringing the short side to min_short_side.
-  """
-  h, w = item.image.shape[:2]
-  u = max(1, -(-min_short_side // min(h, w)))
-  image = cv2.resize(item.image, (w * u, h * u), interpolation=cv2.INTER_LINEAR)
-
-  def place(people: np.ndarray) -> np.ndarray:
-    people = np.array(people, np.float64)
-    people[..., :2] = _to_input(people[..., :2], item.center, item.scale, (h, w)) * u
-    return people
-
-  gt_people = gt.keypoints[_people(gt, item.image_id)]
-  pred = visualize.draw_people(image, place(item.keypoints), keypoint_set.skeleton, item.scores)
-  truth = visualize.draw_ground_truth(image, place(gt_people), keypoint_set.skeleton)
-  return visualize.side_by_side(pred, truth)
-
-
 def write_worst(workdir: str, worst: Iterable[Worst], gt: evaluation.GroundTruth,
                 keypoint_set: kp_lib.KeypointSet) -> List[str]:
-  """PNGs of the worst images (`draw_worst`) in workdir/worst_images/. Returns the written paths."""
+  """PNGs of the worst images (visualize.prediction_vs_truth) in workdir/worst_images/. Returns the written paths."""
   out_dir = pathlib.Path(workdir) / 'worst_images'
   out_dir.mkdir(parents=True, exist_ok=True)
   written = []
   for rank, item in enumerate(worst):
     path = out_dir / f'{rank:02d}_{item.image_id}_oks{item.quality:.2f}.png'
-    visualize.write_rgb(str(path), draw_worst(item, gt, keypoint_set))
+    drawing = visualize.prediction_vs_truth(item.image, item.keypoints, item.scores,
+                                            gt.keypoints[_people(gt, item.image_id)], item.center, item.scale,
+                                            keypoint_set.skeleton)
+    visualize.write_rgb(str(path), drawing)
     written.append(str(path))
   return written
 
@@ -297,7 +230,7 @@ def evaluate(config, model, variables, keypoint_set: kp_lib.KeypointSet, input_s
 
   Args:
     config: reads dataset.* (the split), eval.* (test path, decoder, max_images, num_worst_images).
-    model, variables, keypoint_set, input_size: as `load_model` returns them.
+    model, variables, keypoint_set, input_size: as `from_config.load_model` returns them.
     workdir: where to write (None: nothing is written).
     gt: the split's parsed ground truth (default: `ground_truth(config)`).
   Returns:
@@ -305,7 +238,7 @@ def evaluate(config, model, variables, keypoint_set: kp_lib.KeypointSet, input_s
     some batch reused a compiled input shape).
   """
   gt = gt or ground_truth(config)
-  predictor = make_predictor(config, model, variables, keypoint_set, input_size)
+  predictor = from_config.predictor(config, model, variables, keypoint_set, input_size)
   evaluator = evaluation.KeypointEvaluator(gt, keypoint_set)
   max_images = int(config.eval.max_images)
   result = run(predictor, eval_batches(config, input_size), evaluator,

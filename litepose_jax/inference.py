@@ -23,9 +23,10 @@ import numpy as np
 
 from litepose_jax import decode
 from litepose_jax import keypoints as kp_lib
+from litepose_jax import models
 
-_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-_STD = np.array([0.229, 0.224, 0.225], np.float32)
+_MEAN = np.array(models.IMAGENET_MEAN, np.float32)
+_STD = np.array(models.IMAGENET_STD, np.float32)
 
 
 def multi_scale_size(h: int, w: int, input_size: int, scale: float = 1.0, min_scale: float = 1.0):

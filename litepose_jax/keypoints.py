@@ -11,6 +11,10 @@ from typing import Sequence, Tuple, Union
 
 import numpy as np
 
+# The authors' DATASET.MAX_NUM_PEOPLE: tag-loss joints are packed for at most this many people per image,
+# and the decoder matches candidates against at most this many people (spec b, e.5).
+MAX_PEOPLE = 30
+
 
 @dataclasses.dataclass(frozen=True)
 class KeypointSet:
@@ -125,6 +129,3 @@ def register(keypoint_set: KeypointSet) -> KeypointSet:
   KEYPOINT_SETS[keypoint_set.name] = keypoint_set
   return keypoint_set
 
-
-def skeleton_pairs(dataset: Union[str, KeypointSet]) -> Sequence[Tuple[int, int]]:
-  return get(dataset).skeleton

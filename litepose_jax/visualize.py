@@ -109,3 +109,39 @@ def write_rgb(path: str, image: np.ndarray) -> None:
   """Writes an RGB image (PNG/JPEG by extension); raises with the path on failure."""
   if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
     raise OSError(f'{path}: could not write the image')
+
+
+def to_input_pixels(xy: np.ndarray, center: np.ndarray, scale: np.ndarray,
+                    input_hw: Tuple[int, int]) -> np.ndarray:
+  """Image pixels → network-input pixels, the inverse of `inference.to_image` (spec e.10).
+
+  Args:
+    xy: [..., 2] image pixels; center, scale: [2] the back-projection parameters; input_hw: (h', w').
+  """
+  factor = scale[0] * 200.0 / input_hw[1]
+  return (xy - center) / factor + np.array([input_hw[1], input_hw[0]]) / 2.0
+
+
+def prediction_vs_truth(image: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
+                        gt_keypoints: np.ndarray, center: np.ndarray, scale: np.ndarray,
+                        skeleton: Sequence[Tuple[int, int]], min_short_side: int = 480) -> np.ndarray:
+  """Prediction | ground truth of one image, drawn on its network input (upscaled to be legible).
+
+  Args:
+    image: [h,w,3] uint8 network input; keypoints [P,K,3], gt_keypoints [G,K,3] in image pixels;
+      scores [P]; center, scale [2]: the input's back-projection parameters (inference.to_image).
+  Returns:
+    [h·u + 24, 2·w·u + 8, 3] uint8 RGB, u the integer upscale bringing the short side to min_short_side.
+  """
+  h, w = image.shape[:2]
+  u = max(1, -(-min_short_side // min(h, w)))
+  big = cv2.resize(image, (w * u, h * u), interpolation=cv2.INTER_LINEAR)
+
+  def place(people: np.ndarray) -> np.ndarray:
+    people = np.array(people, np.float64)
+    people[..., :2] = to_input_pixels(people[..., :2], center, scale, (h, w)) * u
+    return people
+
+  pred = draw_people(big, place(keypoints), skeleton, scores)
+  truth = draw_ground_truth(big, place(gt_keypoints), skeleton)
+  return side_by_side(pred, truth)

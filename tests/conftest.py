@@ -8,15 +8,14 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
 
 import pytest  # noqa: E402
-
-from litepose_jax import compile_cache  # noqa: E402
+from litepose_jax import runtime  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DATA = REPO / 'tests' / 'data'
 
 # Persistent compilation cache (<repo>/.cache/jax unless LITEPOSE_JAX_CACHE_DIR says otherwise): repeated
 # local runs skip XLA compiles (a clean CI clone starts empty).
-compile_cache.enable(min_compile_secs=0.5)
+runtime.enable_compile_cache(min_compile_secs=0.5)
 
 
 def _reference_dir() -> pathlib.Path:

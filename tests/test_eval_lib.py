@@ -19,7 +19,7 @@ from litepose_jax import evaluation
 from litepose_jax import inference
 from litepose_jax import keypoints as kp_lib
 from litepose_jax import models
-from litepose_jax import train_lib
+from litepose_jax.train import loop
 
 KS = kp_lib.get('crowdpose')
 
@@ -176,7 +176,7 @@ def test_training_eval_hook_on_the_synthetic_split(tmp_path, reference_dir):
   model = models.create('xs', 14)
   variables = convert.torch_to_flax(
       convert.load_state_dict(reference_dir / 'litepose_xs_reference.npz'), 'xs', 14)
-  metrics = train_lib.library_eval_fn(model, variables, config, tmp_path / 'work', 7)
+  metrics = loop.library_eval_fn(model, variables, config, tmp_path / 'work', 7)
   names = evaluation.protocol.CROWDPOSE.metric_names()
   assert set(names) <= set(metrics) and 0.0 <= metrics['AP'] <= 1.0
   written = json.loads((tmp_path / 'work' / 'eval_7' / 'metrics.json').read_text())

@@ -9,7 +9,7 @@ import pytest
 
 from configs import common
 from litepose_jax import convert
-from litepose_jax import eval_lib
+from litepose_jax import from_config
 from litepose_jax import inference
 from litepose_jax import keypoints as kp_lib
 from litepose_jax import models
@@ -80,7 +80,7 @@ def predictor(xs):
   model, variables = xs
   config = common.get_config('xs', 'crowdpose')
   config.eval.batch_size = 1
-  return eval_lib.make_predictor(config, model, variables, kp_lib.get('crowdpose'), 256)
+  return from_config.predictor(config, model, variables, kp_lib.get('crowdpose'), 256)
 
 
 @pytest.mark.parametrize('image_id', IMAGES)

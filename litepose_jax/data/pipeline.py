@@ -37,13 +37,13 @@ _TRAIN_KEYS = ('image', 'heatmaps_0', 'heatmaps_1', 'masks_0', 'masks_1', 'joint
 
 
 def _input_size(config) -> int:
-  from litepose_jax import config_utils  # pylint: disable=g-import-not-at-top
-  return config_utils.input_size(config)
+  from litepose_jax import from_config  # pylint: disable=g-import-not-at-top
+  return from_config.input_size(config)
 
 
 def tf_threads(config) -> int:
   """tf.data thread budget: config.input.tf_threads, or all usable cores but one (at least 1)."""
-  n = int(config.input.get('tf_threads', 0) or 0)
+  n = int(config.input.tf_threads)
   if n > 0:
     return n
   cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
@@ -96,9 +96,9 @@ def _train_fns(config, process_index: int):
   """((sample number j, record) → one sample's image and target inputs, batch → batch of the final keys)."""
   keypoint_set = kp_lib.get(config.dataset.keypoints)
   size = _input_size(config)
-  max_people = int(config.input.get('max_people', 30))
+  max_people = int(config.input.max_people)
   per_sample, per_batch = targets.train_transform(size, keypoint_set, float(config.input.sigma), max_people,
-                                                  mask_outside=bool(config.input.get('mask_outside_image', True)))
+                                                  mask_outside=bool(config.input.mask_outside_image))
   base_seed = tf.constant([int(config.seed), process_index], tf.int64)
 
   # No autograph: the code has no Python control flow on tensors, and converting it took ~10 s of tracing.
@@ -152,7 +152,7 @@ def make_train_dataset(config, *, process_index: int = 0, process_count: int = 1
   start = int(start_step) * batch
   start_epoch, offset = divmod(start, n)
   seed = int(config.seed)
-  buffer = int(config.input.get('shuffle_buffer', 2048))
+  buffer = int(config.input.shuffle_buffer)
 
   @tf.autograph.experimental.do_not_convert
   def epoch(e):
@@ -165,7 +165,7 @@ def make_train_dataset(config, *, process_index: int = 0, process_count: int = 1
   threads = tf_threads(config)
   sample_fn, batch_fn = _train_fns(config, process_index)
   ds = ds.map(sample_fn, num_parallel_calls=threads, deterministic=True)
-  if config.dataset.get('skip_bad_samples', False):
+  if config.dataset.skip_bad_samples:
     # Last line of defence for files that passed the load-time checks but still fail to decode: drop the
     # sample (TF logs a warning naming the error) instead of ending the epoch.
     ds = ds.ignore_errors(log_warning=True)
@@ -174,11 +174,6 @@ def make_train_dataset(config, *, process_index: int = 0, process_count: int = 1
   ds = ds.padded_batch(batch, drop_remainder=True)
   ds = ds.map(batch_fn, num_parallel_calls=threads, deterministic=True).prefetch(2)
   return ds.with_options(_options(threads))
-
-
-def steps_per_epoch(config) -> int:
-  """Global training steps per epoch: training images // input.batch_size (for epoch-based schedules)."""
-  return max(1, sources.make_source(config, 'train').num_examples // int(config.input.batch_size))
 
 
 def eval_annotation_file(config) -> str:
@@ -190,8 +185,7 @@ def eval_annotation_file(config) -> str:
   if ds.name == 'coco_json':
     return sources._json_paths(config, 'eval')[0]  # pylint: disable=protected-access
   from litepose_jax.data import builders  # pylint: disable=g-import-not-at-top
-  manual_dir = ds.get('manual_dir', '') or os.path.join(ds.data_dir, ds.name)
-  return builders.BUILDERS[ds.name].split_files(manual_dir)[ds.eval_split][0]
+  return builders.BUILDERS[ds.name].split_files(sources.manual_dir_of(config))[ds.eval_split][0]
 
 
 def _shape_key(out_hw: tf.Tensor) -> tf.Tensor:

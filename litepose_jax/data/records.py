@@ -51,7 +51,7 @@ class LoadSummary:
   num_persons: int = 0
   removed_without_people: int = 0
   over_max_people: int = 0
-  max_people: int = 30
+  max_people: int = kp_lib.MAX_PEOPLE
   nonfinite_joints: int = 0
   joints_outside_image: int = 0
   other_category_annotations: int = 0
@@ -190,7 +190,7 @@ def _check_files(paths: list[str], check_images: bool) -> list[Optional[Any]]:
 
 def load_coco_json(ann_file: str | os.PathLike, image_dir: str | os.PathLike,
                    keypoint_set: kp_lib.KeypointSet | str, *, for_training: bool,
-                   skip_bad_samples: bool = False, check_images: bool = True, max_people: int = 30,
+                   skip_bad_samples: bool = False, check_images: bool = True, max_people: int = kp_lib.MAX_PEOPLE,
                    source: Optional[str] = None) -> tuple[list[dict], LoadSummary]:
   """Reads a COCO-format keypoint json and its image folder into records (module docstring).
 

@@ -24,9 +24,9 @@ from typing import Sequence
 
 import tensorflow as tf
 
+from litepose_jax.models.arch import IMAGENET_MEAN, IMAGENET_STD
+
 _USE_XLA = os.environ.get('LITEPOSE_DATA_XLA', '1') != '0'
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _coordinates(matrix, offset_xy, out_h, out_w, flip):

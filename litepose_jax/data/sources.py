@@ -118,13 +118,18 @@ class TfdsSource:
     return self._ds
 
 
+def manual_dir_of(config) -> str:
+  """Where a TFDS dataset's manual download lies: dataset.manual_dir, default data_dir/<name>."""
+  return config.dataset.manual_dir or os.path.join(config.dataset.data_dir, config.dataset.name)
+
+
 def _json_paths(config, split_kind: str) -> tuple[str, str]:
   """(ann_file, image_dir) of a 'coco_json' config; eval uses eval_ann_file / eval_image_dir when set."""
   ds = config.dataset
   ann_file, image_dir = ds.ann_file, ds.image_dir
   if split_kind == 'eval':
-    ann_file = ds.get('eval_ann_file', '') or ann_file
-    image_dir = ds.get('eval_image_dir', '') or image_dir
+    ann_file = ds.eval_ann_file or ann_file
+    image_dir = ds.eval_image_dir or image_dir
   if not ann_file:
     raise ValueError("dataset.name='coco_json' needs config.dataset.ann_file (and image_dir)")
   return ann_file, image_dir or os.path.dirname(ann_file)
@@ -145,8 +150,8 @@ def make_source(config, split_kind: str, *, process_index: int = 0, process_coun
   from litepose_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   ds = config.dataset
   training = split_kind == 'train'
-  max_people = int(config.input.get('max_people', 30))
-  skip = bool(ds.get('skip_bad_samples', False))
+  max_people = int(config.input.max_people)
+  skip = bool(ds.skip_bad_samples)
   if ds.name in ('coco_json', 'synthetic'):
     if ds.name == 'synthetic':
       ann_file, image_dir = synthetic.ensure(config, 'train' if training else 'val')
@@ -158,7 +163,7 @@ def make_source(config, split_kind: str, *, process_index: int = 0, process_coun
     return InMemorySource(recs, summary, process_index=process_index, process_count=process_count,
                           ann_file=ann_file)
   from litepose_jax.data import builders  # pylint: disable=g-import-not-at-top
-  manual_dir = ds.get('manual_dir', '') or os.path.join(ds.data_dir, ds.name)
+  manual_dir = manual_dir_of(config)
   builder = builders.prepared_builder(ds.name, ds.data_dir, manual_dir, skip_bad_samples=skip)
   split = ds.train_split if training else ds.eval_split
   ann_file, _ = builder.split_files(manual_dir)[split]

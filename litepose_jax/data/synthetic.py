@@ -218,10 +218,10 @@ def ensure(config, split: str, data_dir: Optional[str] = None) -> tuple[str, str
   """
   ds = config.dataset
   keypoint_set = kp_lib.get(ds.keypoints)
-  num = int(ds.get(f'synthetic_{split}_images', 512 if split == 'train' else 64))
-  seed = int(ds.get('synthetic_seed', 0))
-  max_people = int(ds.get('synthetic_max_people', 8))
-  min_torso = float(ds.get('synthetic_min_torso', 0.12))
+  num = int(ds.synthetic_train_images if split == 'train' else ds.synthetic_val_images)
+  seed = int(ds.synthetic_seed)
+  max_people = int(ds.synthetic_max_people)
+  min_torso = float(ds.synthetic_min_torso)
   if not 1 <= max_people or not 0 < min_torso <= 0.4:
     raise ValueError(f'synthetic_max_people={max_people} must be >= 1 and synthetic_min_torso={min_torso} '
                      'in (0, 0.4]')

@@ -153,7 +153,7 @@ def tag_joints(keypoints: tf.Tensor, people: tf.Tensor, res: int, max_people: in
 
 
 def get_batch_targets(num_joints: int, output_sizes: Sequence[int], sigma: float = 2.0,
-                      max_people: int = 30, mask_outside: bool = True) -> transforms.Op:
+                      max_people: int = kp_lib.MAX_PEOPLE, mask_outside: bool = True) -> transforms.Op:
   """Builds the targets of every output scale for a batch of examples.
 
   Runs after `.batch()`: TF pays its per-op cost once per batch instead of once per sample, and the
@@ -184,7 +184,7 @@ def get_batch_targets(num_joints: int, output_sizes: Sequence[int], sigma: float
 
 
 def train_transform(input_size: int, keypoint_set: kp_lib.KeypointSet, sigma: float = 2.0,
-                    max_people: int = 30, decoded: bool = False, mask_outside: bool = True):
+                    max_people: int = kp_lib.MAX_PEOPLE, decoded: bool = False, mask_outside: bool = True):
   """The training transform given the draws (spec d.1 + b), as a per-sample op and a per-batch op.
 
   Per sample: input geometry → decode (the crop) → affine, flip, normalise of the image. Per batch (after
@@ -218,7 +218,7 @@ def train_transform(input_size: int, keypoint_set: kp_lib.KeypointSet, sigma: fl
 def make_train_example(image: np.ndarray, keypoints: np.ndarray, ignore_mask: Optional[np.ndarray],
                        aug: Mapping[str, float], input_size: int,
                        dataset: Union[str, kp_lib.KeypointSet], *, sigma: float = 2.0,
-                       max_people: int = 30, area: Optional[np.ndarray] = None,
+                       max_people: int = kp_lib.MAX_PEOPLE, area: Optional[np.ndarray] = None,
                        mask_outside: bool = True) -> dict:
   """One training example with FIXED augmentation, eagerly, through the pipeline's TF code.
 

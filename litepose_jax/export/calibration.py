@@ -14,8 +14,10 @@ from typing import Iterator, List, Sequence
 
 import numpy as np
 
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-STD = np.array([0.229, 0.224, 0.225], np.float32)
+from litepose_jax import models
+
+MEAN = np.array(models.IMAGENET_MEAN, np.float32)
+STD = np.array(models.IMAGENET_STD, np.float32)
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
 
 

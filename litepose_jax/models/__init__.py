@@ -7,10 +7,10 @@ from typing import Any, Mapping, Union
 import jax
 import jax.numpy as jnp
 
-from litepose_jax.models.arch import ARCHS, Arch, get_arch, make_divisible
+from litepose_jax.models.arch import ARCHS, IMAGENET_MEAN, IMAGENET_STD, Arch, get_arch, make_divisible
 from litepose_jax.models.litepose import LitePose
 
-__all__ = ['ARCHS', 'Arch', 'LitePose', 'create', 'get_arch', 'init_variables', 'make_divisible']
+__all__ = ['ARCHS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'Arch', 'LitePose', 'create', 'get_arch', 'init_variables', 'make_divisible']
 
 _DTYPES = {'float32': jnp.float32, 'fp32': jnp.float32, 'bfloat16': jnp.bfloat16, 'bf16': jnp.bfloat16,
            'float16': jnp.float16, 'fp16': jnp.float16}

@@ -12,6 +12,11 @@ import json
 import os
 from typing import Any, Mapping, Tuple, Union
 
+# The network's input normalisation (ImageNet RGB mean / std of [0, 1] pixels, as the authors' transforms):
+# the data pipeline, the test-time path and the exporters' calibration all normalise with these.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
   """Rounds a channel count to a multiple of `divisor`, never going below 90% of `v` (spec a.4)."""

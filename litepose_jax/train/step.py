@@ -5,7 +5,7 @@ Batches are dicts of global arrays (B the global batch, R0 = I/4, R1 = I/2, K jo
   'masks_0' [B,R0,R0], 'masks_1' [B,R1,R1], 'joints_0' [B,P,K,2] int32.
 
 The step is two programs: `gradients` (forward, loss, backward, BatchNorm statistics) and `update`
-(optimizer, EMA). `TrainStep.__call__` composes them into the pure step; `jit_train_step` compiles the two
+(optimizer, EMA). `TrainStep.__call__` composes them into the pure step; `JittedTrainStep` compiles the two
 concurrently. Reason: XLA compiles a module's HLO passes on one thread, and the optimizer's ~1000 small
 per-parameter fusions made the one-program XS train step compile ~6 s longer than the two programs in
 sequence, ~9 s longer than the two in parallel (2-core CPU, measured; README "Benchmarks"). Passing the
@@ -22,11 +22,10 @@ from typing import Any, Callable, Mapping
 import jax
 import jax.numpy as jnp
 import optax
-
-from litepose_jax import losses
+from litepose_jax.train import losses
 from litepose_jax import models
-from litepose_jax import sharding
-from litepose_jax.train_state import TrainState
+from litepose_jax.train import sharding
+from litepose_jax.train.state import TrainState
 
 # The batch keys the step reads; the loop transfers only these to the devices.
 BATCH_KEYS = ('image', 'heatmaps_0', 'heatmaps_1', 'masks_0', 'masks_1', 'joints_0')
@@ -130,7 +129,3 @@ class JittedTrainStep:
       self._compiled[key] = self.compile(state, batch)
     return self._compiled[key](state, batch)
 
-
-def jit_train_step(step: TrainStep, mesh) -> JittedTrainStep:
-  """jit with the state replicated and donated (updated in place) and the batch split over 'data'."""
-  return JittedTrainStep(step, mesh)

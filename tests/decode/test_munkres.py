@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import scipy.optimize
 
-from litepose_jax import assignment
+from litepose_jax.decode import munkres as jax_munkres
 
-M = assignment.MAX_SIZE
+M = jax_munkres.MAX_SIZE
 
 
 def _shapes(rng, count):
@@ -38,7 +38,7 @@ def test_random_costs_same_optimum_as_scipy():
     cost[i, :r, :c] = np.round(rng.uniform(0, 16, size=(r, c)) * 2**19) / 2**19
   rows = np.array([s[0] for s in shapes])
   cols = np.array([s[1] for s in shapes])
-  got = np.asarray(jax.jit(jax.vmap(assignment.linear_sum_assignment))(cost, rows, cols))
+  got = np.asarray(jax.jit(jax.vmap(jax_munkres.linear_sum_assignment))(cost, rows, cols))
   for i, (r, c) in enumerate(shapes):
     ref_r, ref_c = scipy.optimize.linear_sum_assignment(cost[i, :r, :c].astype(np.float64))
     mine = [(a, got[i, a]) for a in range(r) if got[i, a] >= 0]
@@ -72,7 +72,7 @@ def test_grouping_costs_resolve_ties_like_munkres_1_1_4():
       val[i, :r] = 0.5 + rng.integers(0, 4, size=r) * np.float32(2**-22)
   rows = np.array([s[0] for s in shapes])
   cols = np.array([s[1] for s in shapes])
-  got = np.asarray(jax.jit(jax.vmap(assignment.assign_grouping))(rounded, val, rows, cols))
+  got = np.asarray(jax.jit(jax.vmap(jax_munkres.assign_grouping))(rounded, val, rows, cols))
   for i, (r, c) in enumerate(shapes):
     # Exactly the authors' matrix (lib/core/group.py): float64, 1e10 columns when candidates > persons.
     cost = rounded[i, :r, :c].astype(np.float64) * 100 - val[i, :r, None].astype(np.float64)
@@ -90,7 +90,7 @@ def test_zero_padding_and_integer_ties_like_munkres():
     cost[i, :r, :c] = rng.integers(0, 3, size=(r, c))
   rows = np.array([s[0] for s in shapes])
   cols = np.array([s[1] for s in shapes])
-  got = np.asarray(jax.jit(jax.vmap(assignment.linear_sum_assignment))(cost, rows, cols))
+  got = np.asarray(jax.jit(jax.vmap(jax_munkres.linear_sum_assignment))(cost, rows, cols))
   for i, (r, c) in enumerate(shapes):
     np.testing.assert_array_equal(got[i], _munkres_rows(cost[i, :r, :c].astype(np.float64), c),
                                   err_msg=f'shape {r}x{c}')
@@ -103,6 +103,6 @@ def test_carry_normalisation_equals_the_bit_mask():
   edges = np.array([0, 1, -1, 2**19 - 1, 2**19, -2**19, -2**19 - 1, 2**31 - 1, -2**31, -2**31 + 1], np.int64)
   frac = np.concatenate([edges, rng.integers(-2**31, 2**31, size=100_000)]).astype(np.int32)
   whole = rng.integers(-2**10, 2**10, size=frac.shape).astype(np.int32)
-  w, f = map(np.asarray, jax.jit(assignment._normalize)(whole, frac))  # pylint: disable=protected-access
+  w, f = map(np.asarray, jax.jit(jax_munkres._normalize)(whole, frac))  # pylint: disable=protected-access
   np.testing.assert_array_equal(f, np.bitwise_and(frac, 2**19 - 1))
   np.testing.assert_array_equal(w, whole + np.floor_divide(frac.astype(np.int64), 2**19))

@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 
 from configs import common
-from litepose_jax import models
-from litepose_jax import optim
-from litepose_jax import train_log
+from litepose_jax.train import optim
 
 
 def _opt(**overrides):
@@ -67,26 +65,3 @@ def test_unknown_choices_fail_clearly():
     optim.make_schedule(_opt(schedule='poly'), 1, 10)
   with pytest.raises(ValueError, match='adam'):
     optim.make_optimizer(_opt(name='sgd'), 1, 10)
-
-
-def test_parameter_overview_counts_match_the_authors_model():
-  # Spec a.5: the authors' XS (K=14) has 1,675,552 parameters (torch count, BN affine included).
-  model = models.create('xs', 14)
-  shapes = jax.eval_shape(lambda: models.init_variables(model, jax.random.key(0)))
-  text = train_log.parameter_overview(shapes['params'], shapes['batch_stats'])
-  assert 'total: 1,675,552 parameters' in text
-  assert 'stage4_block9' in text
-
-
-def test_event_file_reads_back_in_tensorflow(tmp_path):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top  # the writer needs no TF; TF is the reader
-  writer = train_log.MetricWriter(tmp_path)
-  writer.write_scalars(3, {'train/loss': 0.5, 'eval/AP': 0.25})
-  writer.write_scalars(123456789, {'train/loss': 0.125})
-  writer.close()
-  (events,) = tmp_path.glob('events.out.tfevents.*')
-  got = [(e.step, v.tag, v.simple_value) for e in tf.compat.v1.train.summary_iterator(str(events))
-         for v in e.summary.value]
-  assert got == [(3, 'train/loss', 0.5), (3, 'eval/AP', 0.25), (123456789, 'train/loss', 0.125)]
-  lines = (tmp_path / 'metrics.jsonl').read_text().splitlines()
-  assert len(lines) == 2 and '"eval/AP": 0.25' in lines[0]

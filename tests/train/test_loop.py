@@ -1,6 +1,6 @@
 """The training loop end to end on configs/tiny.py: metrics, EMA, preemption (SIGTERM), SIGKILL, NaN.
 
-Every run is a subprocess of tests/test_train_support.py (real signals, real exit codes) sharing one
+Every run is a subprocess of tests/train/support.py (real signals, real exit codes) sharing one
 persistent compilation cache, so only the first run compiles. Run A trains 8 steps uninterrupted; B is
 stopped by SIGTERM while batch 2 is handed out and C resumes it; D is SIGKILLed while batch 6 is handed out
 and E resumes it; F starts from --init_from weights and meets a NaN in batch 5. C and E must end where A
@@ -17,10 +17,9 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-
 from litepose_jax import checkpoint
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _env():
@@ -33,7 +32,7 @@ def _env():
 
 
 def _start(workdir, *args):
-  cmd = [sys.executable, '-m', 'tests.test_train_support', f'--workdir={workdir}', *args]
+  cmd = [sys.executable, '-m', 'tests.train.support', f'--workdir={workdir}', *args]
   return subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True)
 
@@ -83,8 +82,8 @@ def runs(tmp_path_factory):
 
 def _tiny_model():
   from configs import tiny  # pylint: disable=g-import-not-at-top
-  from litepose_jax import config_utils  # pylint: disable=g-import-not-at-top
-  return config_utils.create_model(tiny.get_config())
+  from litepose_jax import from_config  # pylint: disable=g-import-not-at-top
+  return from_config.create_model(tiny.get_config())
 
 
 def _init_weights(directory):
@@ -182,10 +181,10 @@ def test_init_from_starts_from_the_given_weights(runs):
 
 def test_init_from_with_other_joints_fails_clearly(runs, tmp_path):
   from configs import tiny  # pylint: disable=g-import-not-at-top
-  from litepose_jax import train_lib  # pylint: disable=g-import-not-at-top
-  from tests.test_train_support import SyntheticInput  # pylint: disable=g-import-not-at-top
+  from litepose_jax.train import loop  # pylint: disable=g-import-not-at-top
+  from tests.train.support import SyntheticInput  # pylint: disable=g-import-not-at-top
   config = tiny.get_config('coco')                      # 17 joints; the weights have 14
   config.train.init_from = str(runs['dir'] / 'init')
   data = SyntheticInput(8, 8, 64, 17)
   with pytest.raises(ValueError, match='14 joints'):
-    train_lib.train_and_evaluate(config, tmp_path, train_input=data.train_input())
+    loop.train_and_evaluate(config, tmp_path, train_input=data.train_input())

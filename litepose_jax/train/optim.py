@@ -28,7 +28,7 @@ def make_schedule(opt: Any, steps_per_epoch: int, total_steps: int) -> optax.Sch
   if opt.schedule not in SCHEDULES:
     raise ValueError(f'optimizer.schedule must be one of {SCHEDULES}, got {opt.schedule!r}')
   lr = float(opt.lr)
-  warmup = int(round(float(opt.get('warmup_epochs', 0.0)) * steps_per_epoch))
+  warmup = int(round(float(opt.warmup_epochs) * steps_per_epoch))
   if opt.schedule == 'cosine':
     # Linear warm-up from 0, then cosine to 0 at the last step.
     return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total_steps, warmup + 1), 0.0)

@@ -8,9 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from litepose_jax import decode
-from litepose_jax import refine
+from litepose_jax.decode import grouping
+from litepose_jax.decode import refine
 
 H, W = 128, 288
 THRESHOLD = 0.1
@@ -112,6 +112,6 @@ def test_vmapped_grouping_equals_sequential(cases, grouped64):
   """The accelerator path (vmap over images) returns the CPU path's persons (checked above)."""
   _, _, cand, persons, _ = grouped64
   cfg = decode.DecodeConfig.create('crowdpose', num_slots=64)
-  vmapped = jax.jit(jax.vmap(lambda c: decode._group_one(c, cfg)))(cand)  # pylint: disable=protected-access
+  vmapped = jax.jit(jax.vmap(lambda c: grouping._group_one(c, cfg)))(cand)  # pylint: disable=protected-access
   for a, b in zip(vmapped, persons):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -1,5 +1,8 @@
 """Training-loop reporting: metric files (TensorBoard events + JSON lines), progress bar / plain lines,
-parameter table. No TensorFlow: the event files are written directly.
+parameter table.
+
+TensorBoard events are written by tensorboardX (no TensorFlow: the GPU hosts have none); gs:// workdirs
+need google-cloud-storage installed (tensorboardX's GCS writer), metrics.jsonl works on any epath.
 """
 
 from __future__ import annotations
@@ -7,9 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import socket
-import struct
 import sys
 import time
 from typing import Any, Mapping, Optional
@@ -21,58 +21,9 @@ from etils import epath
 log = logging.getLogger(__name__)
 
 
-def _crc32c_table() -> tuple[int, ...]:
-  table = []
-  for i in range(256):
-    c = i
-    for _ in range(8):
-      c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1   # Castagnoli polynomial, reflected
-    table.append(c)
-  return tuple(table)
-
-
-_CRC32C = _crc32c_table()
-
-
-def _masked_crc32c(data: bytes) -> int:
-  """TFRecord's checksum: CRC-32C, rotated right by 15 and offset."""
-  c = 0xFFFFFFFF
-  for b in data:
-    c = _CRC32C[(c ^ b) & 0xFF] ^ (c >> 8)
-  c ^= 0xFFFFFFFF
-  return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def _varint(n: int) -> bytes:
-  out = bytearray()
-  while True:
-    byte, n = n & 0x7F, n >> 7
-    out.append(byte | (0x80 if n else 0))
-    if not n:
-      return bytes(out)
-
-
-def _field(number: int, wire_type: int, payload: bytes) -> bytes:
-  key = _varint(number << 3 | wire_type)
-  return key + (_varint(len(payload)) + payload if wire_type == 2 else payload)
-
-
-def _event(step: int, wall_time: float, *, file_version: str = '', scalars: Mapping[str, float] = None) -> bytes:
-  """A serialized tensorflow.Event (fields: wall_time 1, step 2, file_version 3, summary 5)."""
-  msg = _field(1, 1, struct.pack('<d', wall_time)) + _field(2, 0, _varint(int(step)))
-  if file_version:
-    msg += _field(3, 2, file_version.encode())
-  if scalars:
-    # Summary.value (1) = repeated Value{tag (1), simple_value (2, float)}: TensorBoard's scalar format.
-    values = b''.join(_field(1, 2, _field(1, 2, k.encode()) + _field(2, 5, struct.pack('<f', v)))
-                      for k, v in scalars.items())
-    msg += _field(5, 2, values)
-  return msg
-
-
 class _AppendFile:
   """An append-only file. Object stores (gs://) cannot append, so there the content is rewritten on flush
-  (event and metric files stay small: about 1 MB per 10k logged steps)."""
+  (the metric file stays small: about 1 MB per 10k logged steps)."""
 
   def __init__(self, path: epath.Path):
     self._path = path
@@ -98,33 +49,6 @@ class _AppendFile:
       self._f.close()
 
 
-class EventFileWriter:
-  """TensorBoard event files without TensorFlow (TFRecord framing + hand-encoded Event protos).
-
-  The training stack must run where TensorFlow is absent (a GPU machine with jax[cuda] only), and
-  tf.summary.scalar also needs the separate `tensorboard` package; this writes the same scalar events.
-  """
-
-  def __init__(self, logdir: epath.PathLike):
-    name = f'events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}'
-    self.path = epath.Path(logdir) / name
-    self._f = _AppendFile(self.path)
-    self._write(_event(0, time.time(), file_version='brain.Event:2'))
-    self._f.flush()
-
-  def _write(self, data: bytes):
-    header = struct.pack('<Q', len(data))
-    self._f.write(header + struct.pack('<I', _masked_crc32c(header)) + data +
-                  struct.pack('<I', _masked_crc32c(data)))
-
-  def scalars(self, step: int, values: Mapping[str, float]):
-    self._write(_event(step, time.time(), scalars=values))
-    self._f.flush()
-
-  def close(self):
-    self._f.close()
-
-
 class MetricWriter:
   """Scalars to TensorBoard events and `<logdir>/metrics.jsonl`, on process 0 only.
 
@@ -141,7 +65,8 @@ class MetricWriter:
     logdir = epath.Path(logdir)
     logdir.mkdir(parents=True, exist_ok=True)
     self._jsonl = _AppendFile(logdir / 'metrics.jsonl')
-    self._events = EventFileWriter(logdir)
+    import tensorboardX  # pylint: disable=g-import-not-at-top
+    self._events = tensorboardX.SummaryWriter(str(logdir), flush_secs=1)
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]):
     """Writes `{name: number}` at `step`."""
@@ -150,7 +75,9 @@ class MetricWriter:
     values = {k: float(v) for k, v in scalars.items()}
     self._jsonl.write((json.dumps({'step': int(step), **values}) + '\n').encode())
     self._jsonl.flush()
-    self._events.scalars(step, values)
+    for name, value in values.items():
+      self._events.add_scalar(name, value, int(step))
+    self._events.flush()
 
   def close(self):
     if self._jsonl is not None:

@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 STEPS = 2
 
 
@@ -27,22 +27,26 @@ def _compare_meshes() -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
   from configs import tiny  # pylint: disable=g-import-not-at-top
-  from litepose_jax import config_utils, optim, sharding, train_state, train_step  # pylint: disable=g-import-not-at-top
-  from tests.test_train_support import SyntheticInput  # pylint: disable=g-import-not-at-top
+  from litepose_jax import from_config  # pylint: disable=g-import-not-at-top
+  from litepose_jax.train import optim  # pylint: disable=g-import-not-at-top
+  from litepose_jax.train import sharding  # pylint: disable=g-import-not-at-top
+  from litepose_jax.train import state as train_state  # pylint: disable=g-import-not-at-top
+  from litepose_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
+  from tests.train.support import SyntheticInput  # pylint: disable=g-import-not-at-top
 
   assert jax.device_count() == 8, jax.devices()
   config = tiny.get_config()
   config.optimizer.eps = 1e-3
-  model = config_utils.create_model(config)
+  model = from_config.create_model(config)
   tx, schedule = optim.make_optimizer(config.optimizer, steps_per_epoch=2, total_steps=8)
   state0 = jax.device_get(train_state.create(model, tx, jax.random.key(0), 64, use_ema=True))
   data = SyntheticInput(16, 8, 64, 14)
-  batches = [{k: b[k] for k in train_step.BATCH_KEYS} for _, b in zip(range(STEPS), data.batches(0, 0, 1))]
+  batches = [{k: b[k] for k in step_lib.BATCH_KEYS} for _, b in zip(range(STEPS), data.batches(0, 0, 1))]
 
   results, first = {}, {}
   for n in (1, 8):
     mesh = sharding.make_mesh(jax.devices()[:n])
-    step = train_step.jit_train_step(train_step.make_train_step(model, tx, schedule, ema_decay=0.9), mesh)
+    step = step_lib.JittedTrainStep(step_lib.make_train_step(model, tx, schedule, ema_decay=0.9), mesh)
     state, metrics = sharding.replicate(state0, mesh), []
     for host in batches:
       batch = sharding.put_global_batch(host, mesh)
@@ -61,7 +65,7 @@ def _compare_meshes() -> dict:
   # bfloat16 compute with float32 master weights: one step on 8 devices.
   config.model.dtype = 'bfloat16'
   mesh = sharding.make_mesh()
-  step16 = train_step.jit_train_step(train_step.make_train_step(config_utils.create_model(config), tx, schedule),
+  step16 = step_lib.JittedTrainStep(step_lib.make_train_step(from_config.create_model(config), tx, schedule),
                                      mesh)
   s16, m16 = step16(sharding.replicate(state0, mesh), sharding.put_global_batch(batches[0], mesh))
   bf16 = {'loss': float(m16['loss']), 'loss_fp32': float(results[1][1][0]['loss']),
@@ -83,7 +87,7 @@ def test_eight_device_mesh_equals_one_device():
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', CUDA_VISIBLE_DEVICES='',
              JAX_PLATFORMS='cpu', JAX_COMPILATION_CACHE_DIR=str(REPO / '.cache' / 'jax'),
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0.5', JAX_DISABLE_MOST_OPTIMIZATIONS='1')
-  proc = subprocess.run([sys.executable, '-m', 'tests.test_train_sharding'], cwd=REPO, env=env,
+  proc = subprocess.run([sys.executable, '-m', 'tests.train.test_sharding'], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   diffs = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -102,21 +106,25 @@ def test_jitted_step_compiles_once_per_batch_shape():
   # As jax.jit: alternating batch shapes (a run whose last batch is smaller, say) reuse compiled programs.
   import jax  # pylint: disable=g-import-not-at-top
   from configs import tiny  # pylint: disable=g-import-not-at-top
-  from litepose_jax import config_utils, optim, sharding, train_state, train_step  # pylint: disable=g-import-not-at-top
-  from tests.test_train_support import SyntheticInput  # pylint: disable=g-import-not-at-top
+  from litepose_jax import from_config  # pylint: disable=g-import-not-at-top
+  from litepose_jax.train import optim  # pylint: disable=g-import-not-at-top
+  from litepose_jax.train import sharding  # pylint: disable=g-import-not-at-top
+  from litepose_jax.train import state as train_state  # pylint: disable=g-import-not-at-top
+  from litepose_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
+  from tests.train.support import SyntheticInput  # pylint: disable=g-import-not-at-top
 
   config = tiny.get_config()
-  model = config_utils.create_model(config)
+  model = from_config.create_model(config)
   tx, schedule = optim.make_optimizer(config.optimizer, steps_per_epoch=2, total_steps=8)
   mesh = sharding.make_mesh(jax.devices()[:1])
-  step = train_step.jit_train_step(train_step.make_train_step(model, tx, schedule), mesh)
+  step = step_lib.JittedTrainStep(step_lib.make_train_step(model, tx, schedule), mesh)
   compiles = []
   compile_fn = step.compile
   step.compile = lambda *a: compiles.append(1) or compile_fn(*a)
   batches = {}
   for b in (2, 4):
     host = next(SyntheticInput(8, b, 64, 14).batches(0, 0, 1))
-    batches[b] = sharding.put_global_batch({k: host[k] for k in train_step.BATCH_KEYS}, mesh)
+    batches[b] = sharding.put_global_batch({k: host[k] for k in step_lib.BATCH_KEYS}, mesh)
   state = sharding.replicate(train_state.create(model, tx, jax.random.key(0), 64, use_ema=False), mesh)
   for b in (2, 4, 2, 4):
     state, metrics = step(state, batches[b])
@@ -135,12 +143,12 @@ def _multiprocess_worker(process_id: int, workdir: str, steps: int, port: int):
   jax.distributed.initialize(coordinator_address=f'127.0.0.1:{port}', num_processes=2,
                              process_id=process_id)
   from configs import tiny  # pylint: disable=g-import-not-at-top
-  from litepose_jax import train_lib  # pylint: disable=g-import-not-at-top
-  from tests.test_train_support import SyntheticInput  # pylint: disable=g-import-not-at-top
+  from litepose_jax.train import loop  # pylint: disable=g-import-not-at-top
+  from tests.train.support import SyntheticInput  # pylint: disable=g-import-not-at-top
   config = tiny.get_config()
   config.num_train_steps, config.train.log_every_steps = steps, 1
   data = SyntheticInput(16, config.input.batch_size, 64, 14)
-  result = train_lib.train_and_evaluate(config, workdir, train_input=data.train_input())
+  result = loop.train_and_evaluate(config, workdir, train_input=data.train_input())
   print('RESULT', json.dumps({'step': result['step'], 'preempted': result['preempted']}), flush=True)
 
 
@@ -157,7 +165,7 @@ def multiprocess_check(workdir: str, steps: int = 40, term_after: float = 90.0, 
              JAX_PLATFORMS='cpu', JAX_DISABLE_MOST_OPTIMIZATIONS='1')
 
   def launch(wd):
-    return [subprocess.Popen([sys.executable, '-m', 'tests.test_train_sharding', 'worker', str(i), wd,
+    return [subprocess.Popen([sys.executable, '-m', 'tests.train.test_sharding', 'worker', str(i), wd,
                               str(steps), str(port)], cwd=REPO, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True) for i in (0, 1)]
 
@@ -169,7 +177,7 @@ def multiprocess_check(workdir: str, steps: int = 40, term_after: float = 90.0, 
   procs = launch(workdir)
   second = [p.communicate()[0] for p in procs]
   print('resumed: rc', [p.returncode for p in procs], [o.splitlines()[-1] for o in second])
-  single = subprocess.run([sys.executable, '-m', 'tests.test_train_support', f'--workdir={workdir}_single',
+  single = subprocess.run([sys.executable, '-m', 'tests.train.support', f'--workdir={workdir}_single',
                            f'--steps={steps}', f'--every={steps}'], cwd=REPO, env=dict(env, XLA_FLAGS=''),
                           capture_output=True, text=True)
   assert single.returncode == 0, single.stdout[-2000:]

@@ -7,8 +7,7 @@ The renderer is itself checked against the authors' targets in the reference fix
 """
 
 import numpy as np
-
-from litepose_jax import train_lib
+from litepose_jax.train import loop
 
 
 def render_targets(people: np.ndarray, out_size: int, num_people: int = 30, sigma: float = 2.0):
@@ -84,14 +83,14 @@ class SyntheticInput:
       yield batch
       step += 1
 
-  def train_input(self, record=None) -> train_lib.TrainInput:
+  def train_input(self, record=None) -> loop.TrainInput:
     """The loop's TrainInput; `record` (a list) receives the sample ids of every batch handed out."""
     def batches(start, pidx, pcount):
       for b in self.batches(start, pidx, pcount):
         if record is not None:
           record.append(b['sample_id'].tolist())
         yield b
-    return train_lib.TrainInput(self.num_examples, batches)
+    return loop.TrainInput(self.num_examples, batches)
 
 
 def test_render_targets_match_authors(reference_dir):
@@ -163,8 +162,8 @@ def _run(argv=None):
       yield b
 
   try:
-    result = train_lib.train_and_evaluate(config, args.workdir,
-                                          train_input=train_lib.TrainInput(data.num_examples, batches))
+    result = loop.train_and_evaluate(config, args.workdir,
+                                          train_input=loop.TrainInput(data.num_examples, batches))
   except FloatingPointError as e:
     print('FloatingPointError:', e, flush=True)
     raise SystemExit(3)

@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-
-from litepose_jax import losses
+from litepose_jax.train import losses
 
 
 def _nhwc(x):

@@ -4,7 +4,7 @@ Shapes (B images, H×W map at input resolution, K joints, L tag dim (2 with flip
   heatmaps [B,H,W,K], tags [B,H,W,K,L]  (`parse`; internally joint-major [B,K,H,W], [B,K,L,H,W], which is
   what the test-time path produces directly: `parse_maps`)
   → NMS (5×5 max-pool, −inf padding) → top-N per joint: vals [B,K,N], locs [B,K,N,2] (x, y), tags [B,K,N,L]
-  → grouping in the keypoint set's joint order with munkres 1.1.4's assignment (`assignment.py`)
+  → grouping in the keypoint set's joint order with munkres 1.1.4's assignment (`munkres.py`)
   → adjust (quarter offset) → person score → refine (fill missing joints; both in `refine.py`)
   → keypoints [B,S,K,3] (x, y, val at input resolution), scores [B,S], valid [B,S].
 
@@ -25,9 +25,9 @@ from typing import NamedTuple, Optional, Tuple
 import jax
 import jax.numpy as jnp
 
-from litepose_jax import assignment
 from litepose_jax import keypoints as kp_lib
-from litepose_jax import refine as refine_lib
+from litepose_jax.decode import munkres
+from litepose_jax.decode import refine as refine_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +49,7 @@ class DecodeConfig:
       memory of large batches; 0 = the whole batch at once (fastest, also on CPU). Results do not change.
   """
   joint_order: Tuple[int, ...]
-  max_people: int = 30
+  max_people: int = kp_lib.MAX_PEOPLE
   num_slots: int = 0
   nms_kernel: int = 5
   detection_threshold: float = 0.1
@@ -183,14 +183,14 @@ _MAX_ROUNDED = 1 << 20
 def _assign(d: jax.Array, val: jax.Array, num_rows, num_cols, tie_break: str) -> jax.Array:
   if tie_break == 'munkres':
     rounded = jnp.minimum(jnp.round(d), _MAX_ROUNDED).astype(jnp.int32)
-    return assignment.assign_grouping(rounded, val, num_rows, num_cols)
+    return munkres.assign_grouping(rounded, val, num_rows, num_cols)
   cost = jnp.minimum(jnp.round(d), _MAX_ROUNDED // 1024) * 100 - val[:, None] + 0.01 * jnp.minimum(d, 1e3)
   m = d.shape[-1]
   idx = jnp.arange(m)
   # The authors' 1e10 padding columns, in float form: any value above every real cost works the same.
   pad_cols = (idx[None, :] >= num_cols) & (idx[:, None] < num_rows)
   cost = jnp.where(pad_cols, 1e9, cost)
-  col = assignment.linear_sum_assignment(cost, num_rows, jnp.maximum(num_rows, num_cols))
+  col = munkres.linear_sum_assignment(cost, num_rows, jnp.maximum(num_rows, num_cols))
   return jnp.where(col < num_cols, col, -1)
 
 

@@ -1,0 +1,151 @@
+"""Process set-up shared by every entry point (train, evaluate, predict, demo, benchmarks): `setup()`.
+
+Three settings, each measured:
+
+1. Persistent XLA compilation cache. Compiling the XS train step takes 15-28 s on a 2-core CPU; a resumed
+   run, a second `make demo` or an evaluation of shapes seen before loads the programs from disk instead
+   (numbers in the README, "Benchmarks"). Folder: $LITEPOSE_JAX_CACHE_DIR if set ('' or 'off' turns the
+   cache off), else JAX's own $JAX_COMPILATION_CACHE_DIR if set, else <repo>/.cache/jax (git-ignored; the
+   tests use it too).
+2. 512-bit vectors (inference entries). XLA:CPU emits 256-bit vector code by default even where the CPU
+   has 512-bit registers; our hottest CPU loops (the depthwise shifted sums, vectorised over channels) run
+   faster with `--xla_cpu_prefer_vector_width=512` on AVX-512 hosts (README, design notes). Added to
+   XLA_FLAGS when the CPU reports avx512f and the user has not set the flag; XLA reads XLA_FLAGS when JAX
+   creates its CPU client, i.e. at the first computation, so `setup` must run before that.
+3. Freed memory kept in the C allocator (inference entries; glibc `mallopt`: allocations up to 1 GiB from
+   the heap instead of fresh mmaps, freed memory kept up to 1 GiB). XLA:CPU allocates every call's
+   buffers anew; by default glibc maps the large ones fresh each time and the kernel zero-fills every
+   page on first touch (README, design notes). The cost: the process keeps its peak heap.
+   `LITEPOSE_HOST_TUNING=0` turns 2 and 3 off.
+
+Also: quieter logs (orbax logs every save at INFO, JAX "no TPU backend") and TensorFlow kept off the
+accelerator (the input pipeline's TF must not take the GPU or its memory from JAX).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import pathlib
+from typing import Optional
+
+CACHE_ENV = 'LITEPOSE_JAX_CACHE_DIR'
+DEFAULT_CACHE_DIR = pathlib.Path(__file__).resolve().parents[1] / '.cache' / 'jax'
+TUNING_ENV = 'LITEPOSE_HOST_TUNING'
+VECTOR_FLAG = '--xla_cpu_prefer_vector_width'
+# glibc mallopt parameters and our values (see the module doc).
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+MALLOPT = ((_M_MMAP_THRESHOLD, 1 << 30), (_M_TRIM_THRESHOLD, 1 << 30), (_M_TOP_PAD, 64 << 20))
+
+
+def setup(*, host_tuning: bool = False, distributed: bool = False, log_info: bool = False) -> None:
+  """Start-up of an entry point; call it before JAX's first computation.
+
+  Args:
+    host_tuning: apply the inference CPU settings (vector width, allocator; module doc 2-3).
+    distributed: `jax.distributed.initialize()` first (Cloud TPU / SLURM: coordinator, process count
+      and id come from the environment).
+    log_info: INFO-level log lines with time stamps (the training entries).
+  """
+  if log_info:
+    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(message)s', force=True)
+  logging.getLogger('absl').setLevel(logging.WARNING)   # orbax logs every save / restore at INFO
+  logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)   # "no TPU backend" on CPU/GPU
+  if host_tuning:
+    tune_host()
+  import jax  # pylint: disable=g-import-not-at-top
+  if distributed:
+    jax.distributed.initialize()
+  hide_gpus_from_tensorflow()
+  enable_compile_cache()
+
+
+def hide_gpus_from_tensorflow() -> None:
+  """TensorFlow (tf.data) must not take the accelerator or its memory from JAX; no-op without TF."""
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return
+  tf.config.set_visible_devices([], 'GPU')
+
+
+# -- 1. compilation cache --------------------------------------------------------------------------------
+
+def cache_dir() -> Optional[str]:
+  """The folder the entries use, or None when the cache is turned off."""
+  path = os.environ.get(CACHE_ENV)
+  if path is None:
+    path = os.environ.get('JAX_COMPILATION_CACHE_DIR') or str(DEFAULT_CACHE_DIR)
+  return None if path in ('', 'off') else path
+
+
+def enable_compile_cache(path: Optional[str] = None, min_compile_secs: float = 1.0) -> Optional[str]:
+  """Turns the persistent compilation cache on in `path` (default: `cache_dir()`).
+
+  Returns:
+    The folder, or None when the cache is turned off.
+  """
+  path = path or cache_dir()
+  if path is None:
+    return None
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.config.update('jax_compilation_cache_dir', path)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', float(min_compile_secs))
+  return path
+
+
+# -- 2, 3. host tuning ----------------------------------------------------------------------------------
+
+def _cpu_flags() -> set:
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('flags'):
+          return set(line.split(':', 1)[1].split())
+  except OSError:
+    pass
+  return set()
+
+
+def _tuning_off() -> bool:
+  return os.environ.get(TUNING_ENV, '1') == '0'
+
+
+def keep_freed_memory() -> bool:
+  """Sets glibc's allocator to keep freed memory for reuse (module doc, 3).
+
+  Returns:
+    Whether every setting was accepted (False: turned off, or not a glibc system, e.g. macOS or musl).
+  """
+  if _tuning_off():
+    return False
+  try:
+    mallopt = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6').mallopt
+  except (OSError, AttributeError):
+    return False
+  return all([mallopt(param, value) == 1 for param, value in MALLOPT])  # a list: apply every one
+
+
+def add_vector_flag() -> bool:
+  """Adds `--xla_cpu_prefer_vector_width=512` to XLA_FLAGS on AVX-512 CPUs (module doc, 2).
+
+  Returns:
+    Whether the flag was added (False: turned off, already set by the user, or no AVX-512).
+  """
+  flags = os.environ.get('XLA_FLAGS', '')
+  if _tuning_off() or VECTOR_FLAG in flags or 'avx512f' not in _cpu_flags():
+    return False
+  os.environ['XLA_FLAGS'] = f'{flags} {VECTOR_FLAG}=512'.strip()
+  return True
+
+
+def tune_host() -> bool:
+  """Applies both host settings (call it before JAX's first computation).
+
+  Returns:
+    Whether the vector flag was added (see `add_vector_flag`).
+  """
+  keep_freed_memory()
+  return add_vector_flag()
