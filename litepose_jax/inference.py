@@ -123,7 +123,7 @@ def upsample2x(x: jax.Array) -> jax.Array:
   # Row phase a (0: 2i, 1: 2i+1) mixes row i with row i−1 (a = 0) or i+1 (a = 1); then the same on columns.
   row_mix = lambda a, dj: 0.75 * view(0, dj) + 0.25 * view(2 * a - 1, dj)
   phases = [[0.75 * row_mix(a, 0) + 0.25 * row_mix(a, 2 * b - 1) for b in (0, 1)] for a in (0, 1)]
-  out = jnp.stack([jnp.stack(row, axis=-1) for row in phases], axis=-3)  # [N, h, 2, w, 2]
+  out = jnp.stack([jnp.stack(row, axis=-1) for row in phases], axis=-3)  # [B, h, 2, w, 2]
   return out.reshape(lead + (2 * h, 2 * w))
 
 

@@ -18,12 +18,12 @@ from litepose_jax.evaluation import protocol as protocol_lib
 def precision_recall(scores: np.ndarray, matched: np.ndarray, ignored: np.ndarray, num_gt: int,
                      recall_thresholds: np.ndarray = protocol_lib.RECALL_THRESHOLDS
                      ) -> Tuple[np.ndarray, np.ndarray]:
-  """Interpolated precision and final recall of N detections at T OKS thresholds.
+  """Interpolated precision and final recall of D detections at T OKS thresholds.
 
   Args:
-    scores: [N] detection scores, in image order (per-image best first).
-    matched: [N, T] bool, the detection matched a GT.
-    ignored: [N, T] bool, the detection is neither a true nor a false positive.
+    scores: [D] detection scores, in image order (per-image best first).
+    matched: [D, T] bool, the detection matched a GT.
+    ignored: [D, T] bool, the detection is neither a true nor a false positive.
     num_gt: number of regular (non-ignored) GT people.
     recall_thresholds: [R] recall points.
 

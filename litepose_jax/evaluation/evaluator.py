@@ -19,7 +19,7 @@ BACKENDS = ('numpy', 'pycocotools')
 
 def object_scale(gt: gt_lib.GroundTruth, keypoint_set: kp_lib.KeypointSet,
                  protocol: protocol_lib.Protocol) -> np.ndarray:
-  """[N] object scale² of every GT person: its segment area, or bbox w·h·factor (oks_scale 'bbox').
+  """[G] object scale² of every GT person: its segment area, or bbox w·h·factor (oks_scale 'bbox').
 
   The same value decides the area range, as in xtcocotools (use_area=False) and crowdposetools.
   """
@@ -49,7 +49,7 @@ def evaluate_arrays(gt: gt_lib.GroundTruth, image_ids: np.ndarray, keypoints: np
   """
   thresholds = protocol_lib.OKS_THRESHOLDS
   scale = object_scale(gt, keypoint_set, protocol)
-  # [A, N]: ignored in each area range (bounds inclusive, as pycocotools).
+  # [A, G]: ignored in each area range (bounds inclusive, as pycocotools).
   lows = np.array([r.low for r in protocol.area_ranges])[:, None]
   highs = np.array([r.high for r in protocol.area_ranges])[:, None]
   gt_ignore = gt.ignore[None] | (scale[None] < lows) | (scale[None] > highs)

@@ -18,7 +18,7 @@ GtSource = Union[str, os.PathLike, Dict[str, Any], 'GroundTruth']
 
 @dataclasses.dataclass(frozen=True)
 class GroundTruth:
-  """Keypoint ground truth of one COCO-format file (N people over I images, K joints).
+  """Keypoint ground truth of one COCO-format file (G people over the images, K joints).
 
   Attributes:
     source: file name (or '<dict>'), used in error messages.
@@ -26,13 +26,13 @@ class GroundTruth:
     category_id: the person category evaluated.
     image_ids: [I] int64, ascending.
     crowd_index: [I] float64 `crowdIndex` of each image, or None when any image lacks it.
-    image_index: [N] int64 index into image_ids, non-decreasing.
-    ann_ids: [N] int64 annotation ids.
-    keypoints: [N, K, 3] float64 (x, y, v).
-    bbox: [N, 4] float64 (x, y, w, h).
-    area: [N] float64 segment area, or None when any person lacks 'area'.
-    iscrowd: [N] bool.
-    ignore: [N] bool; iscrowd or num_keypoints == 0 (pycocotools / crowdposetools rule).
+    image_index: [G] int64 index into image_ids, non-decreasing.
+    ann_ids: [G] int64 annotation ids.
+    keypoints: [G, K, 3] float64 (x, y, v).
+    bbox: [G, 4] float64 (x, y, w, h).
+    area: [G] float64 segment area, or None when any person lacks 'area'.
+    iscrowd: [G] bool.
+    ignore: [G] bool; iscrowd or num_keypoints == 0 (pycocotools / crowdposetools rule).
   """
   source: str
   dataset: Dict[str, Any]
