@@ -112,8 +112,8 @@ def upsample2x(x: jax.Array) -> jax.Array:
   Along each axis out[2i] = ¾·x[i] + ¼·x[i−1] and out[2i+1] = ¾·x[i] + ¼·x[i+1], indices clamped at the
   borders: O(n), unlike jax.image.resize's dense weight matrix. Written as one expression of nine shifted
   views of the edge-padded input, so that XLA writes each output element once; two 1-D passes with their
-  edge concatenations made XLA:CPU materialise several full-size intermediates (the flip-test aggregation
-  of a 256x448 input: 32 -> 14 ms).
+  edge concatenations made XLA:CPU materialise several full-size intermediates (about twice as slow;
+  docs/design.md).
   """
   lead, (h, w) = x.shape[:-2], x.shape[-2:]
   x = x.reshape((-1, h, w))  # rank 3, so the phase stacking below stays within TFLite's rank limit of 6
@@ -198,8 +198,8 @@ def materialize(heat: jax.Array, tags: jax.Array) -> Tuple[jax.Array, jax.Array]
   """The aggregated maps as computed arrays before decoding (an XLA optimisation barrier).
 
   Without it XLA:CPU fuses the upsampling and flip averaging into the decoder's consumers (NMS, top-k,
-  gathers) and recomputes them there: aggregation + decoding of one 256x384 XS image took 44.7 ms in one
-  program against 15.7 + 10.3 ms apart, 26.4 ms with this barrier. (Not used in exported graphs: the
+  gathers) and recomputes them there, which made aggregation + decoding slower in one program than as two
+  (docs/design.md). (Not used in exported graphs: the
   TFLite converter has no optimisation-barrier op.)
   """
   return jax.lax.optimization_barrier((heat, tags))

@@ -2,9 +2,9 @@
 
 Three settings, each measured:
 
-1. Persistent XLA compilation cache. Compiling the XS train step takes 15-28 s on a 2-core CPU; a resumed
-   run, a second `make demo` or an evaluation of shapes seen before loads the programs from disk instead
-   (numbers in the README, "Benchmarks"). Folder: $LITEPOSE_JAX_CACHE_DIR if set ('' or 'off' turns the
+1. Persistent XLA compilation cache. Compiling the XS train step takes tens of seconds on a 2-core CPU; a
+   resumed run, a second `make demo` or an evaluation of shapes seen before loads the programs from disk
+   instead (README, "Benchmarks"). Folder: $LITEPOSE_JAX_CACHE_DIR if set ('' or 'off' turns the
    cache off), else JAX's own $JAX_COMPILATION_CACHE_DIR if set, else <repo>/.cache/jax (git-ignored; the
    tests use it too).
 2. 512-bit vectors (inference entries). XLA:CPU emits 256-bit vector code by default even where the CPU

@@ -121,7 +121,7 @@ def _pair_table(region: tf.Tensor) -> tf.Tensor:
 def bucket_length(n, min_log2: int = 14):
   """The power of two ≥ n (at least 2^min_log2): static shapes, so XLA compiles once per bucket.
 
-  Each compile costs ~0.6 s of CPU; a factor-2 series keeps their number small (COCO's 640×480 images
+  Each bucket is one more compile; a factor-2 series keeps their number small (COCO's 640×480 images
   use 2-3 pixel-table buckets) at the price of padding copies of at most the data's size.
   """
   k = tf.math.ceil(tf.math.log(tf.cast(tf.maximum(n, 1), tf.float64)) / math.log(2.0))
@@ -168,8 +168,8 @@ def warp_train_image(region: tf.Tensor, offset, matrix: tf.Tensor, flip, input_s
 
   The region's pixels are padded into a table of a bucketed length (one copy of the decoded region) so
   that one XLA program per bucket does the whole warp: coordinates, four gathers, blend, rounding and
-  normalisation in one pass. The same work as TF ops measured ~3x slower (each op its own pass over
-  memory, and TF's gather costs 10-40 ns per index).
+  normalisation in one pass. The same work as TF ops is several times slower (each op its own pass over
+  memory, and TF's gather is slow per index; docs/design.md).
 
   Args:
     region: [h,w,3] uint8, the part of the image at `offset` that the warp reads.

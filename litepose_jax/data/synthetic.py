@@ -5,10 +5,9 @@ torso and a head), at varied scales and poses, overlapping and partly outside th
 joints outside the image are (0, 0, 0); joints covered by a person drawn later or by an occluder are either
 labelled v=1 or left unlabelled; the rest are v=2. Image n of a split depends only on (seed, split, n).
 The set is written once as COCO json + JPEGs under <data_dir>/synthetic/ and then read like any
-'coco_json' dataset; it is the embedded default for the demo and the tests. Generation runs at about
-15 ms per image on one (loaded) core of the dev VM, e.g. the default 512 + 64 images in ~10 s, once.
+'coco_json' dataset; it is the embedded default for the demo and the tests (generated in seconds, once).
 
-Config keys (all optional, read with .get): dataset.synthetic_train_images (default 512),
+Config keys (configs/common.py): dataset.synthetic_train_images (default 512),
 dataset.synthetic_val_images (64), dataset.synthetic_seed (0), dataset.synthetic_max_people (8) and
 dataset.synthetic_min_torso (0.12: the smallest torso length as a fraction of the image's short side;
 the largest is 0.4). The demo uses fewer, larger people so that a CPU learns them in minutes.

@@ -7,9 +7,9 @@ Batches are dicts of global arrays (B the global batch, R0 = I/4, R1 = I/2, K jo
 The step is two programs: `gradients` (forward, loss, backward, BatchNorm statistics) and `update`
 (optimizer, EMA). `TrainStep.__call__` composes them into the pure step; `JittedTrainStep` compiles the two
 concurrently. Reason: XLA compiles a module's HLO passes on one thread, and the optimizer's ~1000 small
-per-parameter fusions made the one-program XS train step compile ~6 s longer than the two programs in
-sequence, ~9 s longer than the two in parallel (2-core CPU, measured; README "Benchmarks"). Passing the
-gradients between the programs costs one write and read of a parameter-sized tree (XS: 6.7 MB).
+per-parameter fusions made the one-program train step compile markedly slower than the two programs in
+sequence, and slower still than the two in parallel (docs/design.md, "Train-step compile time"). Passing
+the gradients between the programs costs one write and read of a parameter-sized tree.
 No TensorFlow here (the GPU machine has none).
 """
 
