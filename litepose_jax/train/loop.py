@@ -174,7 +174,7 @@ class _MetricsWindow:
     self._steps += 1
 
   def fetch(self):
-    """Waits for the pending step's metrics; raises FloatingPointError if its loss or gradient is not finite."""
+    """Waits for the pending step's metrics; raises FloatingPointError on a non-finite loss or gradient."""
     if self._pending is None:
       return
     step, metrics = self._pending
@@ -236,11 +236,11 @@ def _steps_per_epoch(num_examples: int, global_batch: int) -> int:
   return steps
 
 
-def _batches(train_input: TrainInput, start: int) -> Iterator[dict]:
+def _batches(train_input: TrainInput, start: int, keys) -> Iterator[dict]:
   """This process's batches from global batch `start` on, only the keys the step reads."""
   step = start
   for host in train_input.batches(start, jax.process_index(), jax.process_count()):
-    yield {k: host[k] for k in step_lib.BATCH_KEYS}
+    yield {k: host[k] for k in keys}
     step += 1
   raise RuntimeError(f'the training input ended after {step} steps (it must repeat)')
 
@@ -336,10 +336,11 @@ def train_and_evaluate(config, workdir: epath.PathLike, *, train_input: Optional
     progress = report.Progress(total_steps, start, enabled=is_main)
     cleanup.callback(progress.close)
     window = _MetricsWindow(global_batch, ckpt)
-    batches = _batches(train_input, start)
+    batches = _batches(train_input, start, step_fn.batch_keys)
     with _StopSignal() as stop:
       while step < total_steps and not stop.requested(step):
-        state, metrics = step_fn(state, sharding.put_global_batch(next(batches), mesh))
+        batch = sharding.put_global_batch(next(batches), mesh, step_fn.replicated_keys)
+        state, metrics = step_fn(state, batch)
         step += 1
         window.add(step, metrics)
         if step == start + 1:   # the first step compiled: time the others only

@@ -46,17 +46,21 @@ def check_global_batch(global_batch: int, mesh: Mesh) -> int:
   return global_batch // processes
 
 
-def put_global_batch(local_batch: Mapping[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
+def put_global_batch(local_batch: Mapping[str, Any], mesh: Mesh,
+                     replicated_keys: Sequence[str] = ()) -> dict[str, Any]:
   """Assembles each process's slice of the batch into global arrays sharded on 'data'.
 
   Args:
     local_batch: this process's rows of every array, [B/num_processes, ...] (NumPy or TF eager tensors).
     mesh: the data mesh.
+    replicated_keys: entries (arrays or pytrees of arrays) that are the same on every process and go
+      whole to every device (e.g. the supernet's subnet masks).
   Returns:
     The same keys as global [B, ...] jax Arrays, batch axis split over all devices.
   """
-  sharding = batch_sharding(mesh)
-  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+  split, whole = batch_sharding(mesh), replicated(mesh)
+  return {k: jax.tree.map(lambda v, s=(whole if k in replicated_keys else split):
+                          jax.make_array_from_process_local_data(s, np.asarray(v)), v)
           for k, v in local_batch.items()}
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +49,8 @@ class TrainStep:
   """
   gradients: Callable[[Any, Any, Batch], tuple[Any, Any, dict]]
   update: Callable[[TrainState, Any], tuple[TrainState, dict]]
+  batch_keys: tuple[str, ...] = BATCH_KEYS     # what the loop transfers to the devices
+  replicated_keys: tuple[str, ...] = ()        # of those, the ones every device gets whole (not split)
 
   def __call__(self, state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
     grads, batch_stats, metrics = self.gradients(state.params, state.batch_stats, batch)
@@ -56,8 +58,23 @@ class TrainStep:
     return state, {**metrics, **extra}
 
 
+# forward(variables, batch) -> (outputs of one or more train-mode passes, new batch_stats); each output is
+# the model's (out_quarter, out_half). The supernet's forward runs one pass per sampled subnet.
+Forward = Callable[[Mapping[str, Any], Batch], tuple[Sequence[Any], Any]]
+
+
+def model_forward(model) -> Forward:
+  """One train-mode pass of a fixed model over batch['image']."""
+  def forward(variables, batch):
+    outputs, new_vars = model.apply(variables, batch['image'], train=True, mutable=['batch_stats'])
+    return [outputs], new_vars['batch_stats']
+  return forward
+
+
 def make_train_step(model: models.LitePose, tx: optax.GradientTransformation, schedule: optax.Schedule,
-                    weights: losses.LossWeights = losses.LossWeights(), ema_decay: float = 0.0) -> TrainStep:
+                    weights: losses.LossWeights = losses.LossWeights(), ema_decay: float = 0.0, *,
+                    forward: Optional[Forward] = None, batch_keys: Sequence[str] = BATCH_KEYS,
+                    replicated_keys: Sequence[str] = ()) -> TrainStep:
   """Builds the step.
 
   Args:
@@ -66,17 +83,23 @@ def make_train_step(model: models.LitePose, tx: optax.GradientTransformation, sc
     schedule: the lr schedule (reported in the metrics).
     weights: loss factors.
     ema_decay: EMA decay of the parameters (used only when the state carries `ema_params`).
+    forward: the train-mode passes (default `model_forward(model)`). With several passes the loss is
+      their sum and the reported loss parts their mean.
+    batch_keys, replicated_keys: the batch entries the step reads, and those that are the same for the
+      whole batch (not split over devices, e.g. the supernet's subnet masks).
   Returns:
     The pure step (callable, see `TrainStep`). Metrics (scalars, float32): 'loss', 'heatmap_0',
     'heatmap_1', 'push', 'pull', 'grad_norm', 'lr' (the lr used by this step).
   """
 
+  forward = forward or model_forward(model)
+
   def gradients(params, batch_stats, batch: Batch):
     def loss_fn(p):
-      outputs, new_vars = model.apply({'params': p, 'batch_stats': batch_stats}, batch['image'],
-                                      train=True, mutable=['batch_stats'])
-      total, parts = losses.total_loss(outputs, batch, weights)
-      return total, (parts, new_vars['batch_stats'])
+      outputs, new_stats = forward({'params': p, 'batch_stats': batch_stats}, batch)
+      totals, parts = zip(*[losses.total_loss(o, batch, weights) for o in outputs])
+      parts = jax.tree.map(lambda *v: sum(v) / len(v), *parts)
+      return sum(totals), (parts, new_stats)
 
     (loss, (parts, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     return grads, new_stats, {'loss': loss, **parts, 'grad_norm': _global_norm(grads)}
@@ -90,20 +113,23 @@ def make_train_step(model: models.LitePose, tx: optax.GradientTransformation, sc
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema)
     return new_state, {'lr': jnp.asarray(schedule(state.step), jnp.float32)}
 
-  return TrainStep(gradients, update)
+  return TrainStep(gradients, update, tuple(batch_keys), tuple(replicated_keys))
 
 
 class JittedTrainStep:
   """The step jitted over a mesh: state replicated, batch split over 'data', state donated.
 
-  Called like the step; the first call (and any call with new batch shapes) compiles both programs
-  concurrently. `compile(state, batch)` does the same ahead of time (benchmarks).
+  Called like the step with a batch holding (at least) `batch_keys`; the first call (and any call with new
+  batch shapes) compiles both programs concurrently. `compile(state, batch)` does the same ahead of time
+  (benchmarks). The step's `replicated_keys` are placed whole on every device.
   """
 
   def __init__(self, step: TrainStep, mesh):
     repl = sharding.replicated(mesh)
-    self._gradients = jax.jit(step.gradients, in_shardings=(repl, repl, sharding.batch_sharding(mesh)),
-                              out_shardings=repl)
+    self.batch_keys, self.replicated_keys = step.batch_keys, step.replicated_keys
+    batch_shardings = {k: repl if k in step.replicated_keys else sharding.batch_sharding(mesh)
+                       for k in step.batch_keys}
+    self._gradients = jax.jit(step.gradients, in_shardings=(repl, repl, batch_shardings), out_shardings=repl)
     # The state is updated in place (the gradients have no output of their own to reuse).
     self._update = jax.jit(step.update, in_shardings=(repl, repl), out_shardings=(repl, repl),
                            donate_argnums=(0,))
@@ -124,7 +150,9 @@ class JittedTrainStep:
   def __call__(self, state: TrainState, batch: Batch) -> tuple[TrainState, dict]:
     # Keyed on the batch alone: the state's shapes are fixed by the model and optimizer (the compiled
     # programs reject any other), and a key over its ~1250 leaves cost 2.5 ms per step.
-    key = tuple((k, v.shape, v.dtype, getattr(v, 'sharding', None)) for k, v in sorted(batch.items()))
+    batch = {k: batch[k] for k in self.batch_keys}
+    key = tuple((jax.tree_util.keystr(path), v.shape, v.dtype, getattr(v, 'sharding', None))
+                for path, v in jax.tree_util.tree_leaves_with_path(batch))
     if key not in self._compiled:
       self._compiled[key] = self.compile(state, batch)
     return self._compiled[key](state, batch)
