@@ -148,4 +148,5 @@ SMALLEST = Subnet.from_choices((0,) + (len(WIDTH_MULTS) - 1,) * 8)
 @functools.lru_cache(maxsize=4096)
 def _model_info(subnet: Subnet, num_keypoints: int) -> Dict[str, Any]:
   from litepose_jax import model_info, models  # local: JAX is only needed for the count
-  return model_info.count(models.create(subnet.to_arch_json(), num_keypoints))
+  # The count intercepts module calls, so the depthwise form does not change it; 'xla' traces fewest ops.
+  return model_info.count(models.create(subnet.to_arch_json(), num_keypoints, depthwise_impl='xla'))
