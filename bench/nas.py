@@ -32,11 +32,12 @@ def _worker(args) -> dict:
   import optax
 
   from bench.train_step import synthetic_batch
-  from litepose_jax import losses, models, nas
+  from litepose_jax import models, nas
+  from litepose_jax.train import losses
 
   if args.cache_dir:
-    from litepose_jax import compile_cache
-    compile_cache.enable(args.cache_dir)
+    from litepose_jax import runtime
+    runtime.enable_compile_cache(args.cache_dir)
   k = 14
   tx = optax.adam(4e-3)
   supernet = args.worker == 'supernet'
