@@ -69,20 +69,32 @@ class BatchNorm(nn.Module):
   dtype: Optional[Dtype] = None
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool, mask: Optional[jax.Array] = None) -> jax.Array:
+    """x [..., C] → [..., C].
+
+    mask [C] (optional, 0/1; the supernet's channel masks, see litepose_jax/nas): channels where it is 0
+    output exactly 0 (scale and bias are multiplied by it) and keep their running statistics in train
+    mode; the other channels are computed as without a mask (statistics are per channel).
+    """
     c = x.shape[-1]
     scale = param(self, 'scale', nn.initializers.ones, (c,))
     bias = param(self, 'bias', nn.initializers.zeros, (c,))
     ra_mean = self.variable('batch_stats', 'mean', lambda: jnp.zeros((c,), jnp.float32))
     ra_var = self.variable('batch_stats', 'var', lambda: jnp.ones((c,), jnp.float32))
     dtype = self.dtype or x.dtype
+    if mask is not None:
+      scale, bias = scale * mask, bias * mask
     if train:
       y, mean, var = _batch_norm_train(x, scale, bias, self.epsilon, dtype)
       if not self.is_initializing():
         n = math.prod(x.shape[:-1])
         unbiased = var * (n / max(n - 1, 1))
-        ra_mean.value = (1 - self.momentum) * ra_mean.value + self.momentum * mean
-        ra_var.value = (1 - self.momentum) * ra_var.value + self.momentum * unbiased
+        new_mean = (1 - self.momentum) * ra_mean.value + self.momentum * mean
+        new_var = (1 - self.momentum) * ra_var.value + self.momentum * unbiased
+        if mask is not None:
+          new_mean = jnp.where(mask > 0, new_mean, ra_mean.value)
+          new_var = jnp.where(mask > 0, new_var, ra_var.value)
+        ra_mean.value, ra_var.value = new_mean, new_var
       return y
     a, b = _affine(scale, bias, ra_mean.value, ra_var.value, self.epsilon)
     return (x.astype(jnp.float32) * a + b).astype(dtype)
@@ -225,10 +237,12 @@ class ConvBN(nn.Module):
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool, mask: Optional[jax.Array] = None) -> jax.Array:
+    """mask [features] (optional): passed to the BatchNorm; masked output channels are exactly 0."""
     bn = BatchNorm(dtype=self.dtype, name='bn')
     if not self.depthwise:
-      x = bn(Conv(self.features, self.kernel_size, self.stride, self.dtype, self.impl, name='conv')(x), train)
+      x = bn(Conv(self.features, self.kernel_size, self.stride, self.dtype, self.impl, name='conv')(x), train,
+             mask)
     else:
       if self.features != x.shape[-1]:
         raise ValueError(f'depthwise conv keeps channels: {x.shape[-1]} → {self.features}')
@@ -237,9 +251,11 @@ class ConvBN(nn.Module):
         # Export for XNNPACK: the 7x7 conv is a sum of convs, which the TFLite converter cannot fold a
         # following BatchNorm into (it would stay a MUL + ADD per layer); fold it here instead.
         a, b = bn.folded()
+        if mask is not None:
+          a, b = a * mask, b * mask
         x = conv(x, out_scale=a) + b.astype(self.dtype)
       else:
-        x = bn(conv(x), train)
+        x = bn(conv(x), train, mask)
     return self.act(x) if self.act is not None else x
 
 
