@@ -38,6 +38,8 @@ import sys
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `python bench/cpu_runtimes.py` from a checkout (the package is not installed)
+  sys.path.insert(0, str(REPO))
 SIZES = {'xs': 256, 's': 448}
 NUM_KEYPOINTS = 14  # CrowdPose, as the anchor
 RUNTIMES = ('jax', 'tflite', 'onnx', 'anchor')
