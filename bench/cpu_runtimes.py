@@ -15,8 +15,9 @@ Our files carry the JAX model's random initial weights (seed 0; weights do not c
 written once into `--workdir`. The anchor file has batch 1 fixed in its input; for other batches the
 script runs a copy whose batch dimension is symbolic (the graph has no reshape, so nothing else changes).
 
-Runtimes alternate: `--rounds` rounds, each starting every runtime's process once (in a rotated order)
-for `--runs` timed calls after `--warmup`. Reported: the median over all timed calls, the spread of the
+Runtimes alternate: each configuration starts one process per runtime, warms it up (`--warmup` calls),
+then runs `--rounds` rounds of `--runs` timed calls per runtime in a rotated order (the other processes
+wait meanwhile), so that a change of the machine's load falls on every runtime alike. Reported: the median over all timed calls, the spread of the
 per-round medians, the ratio to the anchor's median of the same configuration, and the 1-minute load
 average before and after each configuration. The machine is shared: compare ratios within one run only.
 
@@ -75,8 +76,9 @@ def _model(arch: str, impl: str):
   return model, models.init_variables(model, jax.random.PRNGKey(0))
 
 
-def worker(args) -> dict:
-  """One runtime, one configuration, in this process: {'times_ms': [...]}."""
+def worker(args) -> None:
+  """One runtime, one configuration, in this process. After the warm-up it prints 'ready', then answers
+  every stdin line 'N' with one JSON line {"times_ms": [N timings]}; an empty line ends it."""
   size = SIZES[args.arch]
   if args.worker == 'jax':
     from litepose_jax import host_tuning  # pylint: disable=g-import-not-at-top
@@ -91,36 +93,56 @@ def worker(args) -> dict:
     net = runner.TFLiteModel(args.file, num_threads=args.threads)
     x = _input(args.batch, size, 'nhwc')
     call = lambda: net(x)
-  else:  # onnx, anchor: ONNX Runtime
+  else:  # onnx, anchor, extra ONNX files: ONNX Runtime with the anchor's session options (time_ort.py)
     import onnxruntime as ort  # pylint: disable=g-import-not-at-top
     so = ort.SessionOptions()
     so.intra_op_num_threads = args.threads
     so.inter_op_num_threads = 1
-    if args.ort_profile:
-      so.enable_profiling = True
-      so.profile_file_prefix = args.ort_profile
     session = ort.InferenceSession(args.file, so, providers=['CPUExecutionProvider'])
     inp = session.get_inputs()[0]
     layout = 'nhwc' if inp.shape[-1] == 3 else 'nchw'
     feed = {inp.name: _input(args.batch, size, layout)}
     call = lambda: session.run(None, feed)
-  times = _timed(call, args.warmup, args.runs)
-  result = {'times_ms': times}
-  if args.worker in ('onnx', 'anchor') and args.ort_profile:
-    result['profile'] = session.end_profiling()
-  return result
+  _timed(call, args.warmup, 0)
+  print('ready', flush=True)
+  for line in sys.stdin:
+    if not line.strip():
+      break
+    print(json.dumps({'times_ms': _timed(call, 0, int(line))}), flush=True)
 
 
-def _run_worker(runtime: str, arch: str, batch: int, file, args) -> list:
-  cmd = [sys.executable, __file__, '--worker', runtime, '--archs', arch, '--batches', str(batch),
-         '--runs', str(args.runs), '--warmup', str(args.warmup), '--threads', str(args.threads)]
-  if file:
-    cmd += ['--file', str(file)]
-  env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL='2')
-  proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-  if proc.returncode:
-    raise RuntimeError(f'{runtime} {arch} batch {batch} failed:\n{proc.stderr[-3000:]}')
-  return json.loads(proc.stdout.strip().splitlines()[-1])['times_ms']
+class _Worker:
+  """A runtime's process for one configuration (see `worker`)."""
+
+  def __init__(self, runtime: str, arch: str, batch: int, file, args):
+    kind = runtime if runtime in RUNTIMES else 'onnx'
+    cmd = [sys.executable, __file__, '--worker', kind, '--archs', arch, '--batches', str(batch),
+           '--warmup', str(args.warmup), '--threads', str(args.threads)]
+    if file:
+      cmd += ['--file', str(file)]
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL='2')
+    self.name = f'{runtime} {arch} batch {batch}'
+    self.cmd = ' '.join(cmd)
+    self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, text=True, env=env)
+    self._expect('ready')
+
+  def _expect(self, what: str) -> str:
+    line = self.proc.stdout.readline()
+    if what not in line:
+      self.proc.kill()
+      raise RuntimeError(f'{self.name} failed; run it alone to see why: {self.cmd}')
+    return line
+
+  def run(self, n: int) -> list:
+    self.proc.stdin.write(f'{n}\n')
+    self.proc.stdin.flush()
+    return json.loads(self._expect('times_ms'))['times_ms']
+
+  def close(self) -> None:
+    self.proc.stdin.write('\n')
+    self.proc.stdin.flush()
+    self.proc.wait()
 
 
 def dynamic_batch_copy(path: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
@@ -176,8 +198,8 @@ def main(argv=None) -> int:
   p.add_argument('--archs', default='xs,s')
   p.add_argument('--batches', default='1,8')
   p.add_argument('--runtimes', default=','.join(RUNTIMES))
-  p.add_argument('--rounds', type=int, default=3)
-  p.add_argument('--runs', type=int, default=15)
+  p.add_argument('--rounds', type=int, default=10)
+  p.add_argument('--runs', type=int, default=5, help='timed calls per runtime and round')
   p.add_argument('--warmup', type=int, default=3)
   p.add_argument('--threads', type=int, default=2)
   p.add_argument('--workdir', default='/tmp/litepose_cpu_runtimes')
@@ -185,9 +207,10 @@ def main(argv=None) -> int:
   p.add_argument('--anchor_s', default='/tmp/anchor_s.onnx')
   p.add_argument('--onnx_xs', default=None, help='time this ONNX file as ours instead of exporting one')
   p.add_argument('--onnx_s', default=None)
+  p.add_argument('--also', action='append', default=[],
+                 help='NAME=ARCH:PATH, another ONNX file timed beside the rest (e.g. an earlier export)')
   p.add_argument('--worker', choices=RUNTIMES, default=None, help=argparse.SUPPRESS)
   p.add_argument('--file', default=None, help=argparse.SUPPRESS)
-  p.add_argument('--ort_profile', default=None, help=argparse.SUPPRESS)
   args = p.parse_args(argv)
   archs = args.archs.split(',')
   batches = [int(b) for b in args.batches.split(',')]
@@ -195,8 +218,14 @@ def main(argv=None) -> int:
 
   if args.worker:
     args.arch, args.batch = archs[0], batches[0]
-    print(json.dumps(worker(args)))
+    worker(args)
     return 0
+  extras = []
+  for spec in args.also:
+    name, rest = spec.split('=', 1)
+    arch_of, path = rest.split(':', 1)
+    extras.append((name, arch_of, pathlib.Path(path)))
+  extra_files = {(name, arch_of): path for name, arch_of, path in extras}
 
   rows = []
   print(f'# {len(runtimes)} runtimes x {args.rounds} rounds x {args.runs} runs, {args.threads} threads; '
@@ -204,18 +233,22 @@ def main(argv=None) -> int:
   for arch in archs:
     files = prepare_files(arch, batches, runtimes, args)
     for b in batches:
+      labels = runtimes + [name for name, arch_of, _ in extras if arch_of == arch]
+      workers = {r: _Worker(r, arch, b, files.get((r, b), extra_files.get((r, arch))), args) for r in labels}
       load_before = _loadavg()
-      times = {r: [] for r in runtimes}
-      round_medians = {r: [] for r in runtimes}
+      times = {r: [] for r in labels}
+      round_medians = {r: [] for r in labels}
       for k in range(args.rounds):
-        order = runtimes[k % len(runtimes):] + runtimes[:k % len(runtimes)]
+        order = labels[k % len(labels):] + labels[:k % len(labels)]
         for r in order:
-          t = _run_worker(r, arch, b, files.get((r, b)), args)
+          t = workers[r].run(args.runs)
           times[r] += t
           round_medians[r].append(statistics.median(t))
+      for w in workers.values():
+        w.close()
       load_after = _loadavg()
       anchor = statistics.median(times['anchor']) if 'anchor' in runtimes else None
-      for r in runtimes:
+      for r in labels:
         med = statistics.median(times[r])
         rows.append((arch, SIZES[arch], b, r, med, min(round_medians[r]), max(round_medians[r]),
                      med / anchor if anchor else float('nan'), load_before, load_after))
