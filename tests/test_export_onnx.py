@@ -81,15 +81,18 @@ def small():
   return model, variables, x, want
 
 
-@pytest.mark.parametrize('layout', ['nhwc', 'nchw'])
-def test_onnx_graph_is_the_runtime_form_and_matches_jax(small, layout, tmp_path):
+@pytest.mark.parametrize('layout,deconv', [('nhwc', 'subpixel'), ('nchw', 'convtranspose')])
+def test_onnx_graph_is_the_runtime_form_and_matches_jax(small, layout, deconv, tmp_path):
   model, variables, x, want = small
-  path = onnx.write_network(model, variables, (1, 64, 96, 3), tmp_path / 'small.onnx', layout=layout)
+  path = onnx.write_network(model, variables, (1, 64, 96, 3), tmp_path / 'small.onnx', layout=layout,
+                            deconv=deconv)
   ops = collections.Counter(n.op_type for n in onnx_lib.load(str(path)).graph.node)
   # One Conv per conv layer (BN folded, 7x7 depthwise in one node), no layout shuffles inside.
   n_blocks = sum(len(s.blocks) for s in model.arch.stages)
-  assert ops['Conv'] == 3 + 3 * n_blocks + 8
-  assert ops['ConvTranspose'] == 6 and ops['BatchNormalization'] == 0
+  subpixel = deconv == 'subpixel'
+  assert ops['Conv'] == 3 + 3 * n_blocks + 8 + (6 if subpixel else 0)
+  assert ops['ConvTranspose'] == (0 if subpixel else 6) and ops['DepthToSpace'] == (3 if subpixel else 0)
+  assert ops['BatchNormalization'] == 0
   assert ops['Transpose'] == (3 if layout == 'nhwc' else 0)
   got = _run(path, x if layout == 'nhwc' else np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
   for name, w in zip(onnx.OUTPUTS, want):
