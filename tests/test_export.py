@@ -16,7 +16,7 @@ import pytest
 
 from litepose_jax import checkpoint, convert, models
 from litepose_jax.export import __main__ as cli
-from litepose_jax.export import calibration, graphs, onnx, runner, tflite
+from litepose_jax.export import calibration, graphs, runner, tflite
 
 SAMPLES = ('103319', '106848')
 SHAPES = {'103319': (256, 384), '106848': (256, 448)}  # their test-path shapes (640x480, 640x425)
@@ -217,8 +217,8 @@ def test_runner_rejects_bad_files(tmp_path):
     runner.TFLiteModel(tmp_path / 'missing.tflite')
 
 
-def test_onnx_without_the_extra_is_a_clear_error(ckpt, tmp_path, capsys):
-  if onnx.available():
-    pytest.skip('jax2onnx installed here: the ONNX export itself is tested in test_export_onnx.py')
-  assert cli.main([f'--ckpt={ckpt}', '--format=onnx', f'--out={tmp_path / "a.onnx"}']) == 1
-  assert 'requirements-onnx.txt' in capsys.readouterr().err
+def test_onnx_cli_rejects_what_it_cannot_write(ckpt, tmp_path, capsys):
+  assert cli.main([f'--ckpt={ckpt}', '--format=onnx', '--with-decoder', f'--out={tmp_path / "a.onnx"}']) == 1
+  assert 'network alone' in capsys.readouterr().err
+  assert cli.main([f'--ckpt={ckpt}', '--format=onnx', '--quantize=fp16', f'--out={tmp_path / "a.onnx"}']) == 1
+  assert 'tflite only' in capsys.readouterr().err

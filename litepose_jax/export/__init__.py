@@ -6,5 +6,5 @@
 Modules: graphs.py (the JAX functions exported, TF-free), tflite.py (jax2tf → TFLite converter, the only
 TensorFlow user; flatbuffer op lists and metadata), calibration.py (representative images for int8),
 runner.py (run a file with ai-edge-litert, no TF), predictor.py (the test path around a file, for
-predict.py --model), onnx.py (optional jax2onnx). See docs/export.md.
+predict.py --model), onnx.py (the network as an ONNX graph, written from the variables). See docs/export.md.
 """

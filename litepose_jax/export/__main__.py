@@ -3,8 +3,9 @@
   python -m litepose_jax.export --ckpt=CKPT --format=tflite [--with-decoder] [--quantize=none|fp16|int8] \
       [--input-shape=HxW] [--batch=1] [--calibration=DIR_OR_GLOB] [--kernels=xnnpack|builtin] --out=FILE
 
-Writes FILE, then prints its operator set and checks it: the file is run once with LiteRT on a
-calibration-style input and compared with the JAX model (max |diff| printed; skip with --no-verify).
+Writes FILE, then prints its operator set and checks it: the file is run once with LiteRT (ONNX Runtime
+for --format=onnx) on a random input and compared with the JAX model (max |diff| printed; skip with
+--no-verify). --format=onnx writes the network alone (variant A), see litepose_jax/export/onnx.py.
 The input size defaults to the architecture's (XS 256², S/M 448², L 512²); --input-shape fixes another
 (e.g. 256x384, the test-path shape of a 4:3 landscape image at XS). int8 needs --calibration images.
 --kernels picks the graph layout for the LiteRT CPU path that will run the file: 'xnnpack' (default;
@@ -52,28 +53,56 @@ def _parser() -> argparse.ArgumentParser:
                  help='tflite: lay the graph out for the XNNPACK delegate (default) or the builtin kernels')
   p.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
   p.add_argument('--out', required=True, help='output file (.tflite / .onnx)')
-  p.add_argument('--no-verify', dest='verify', action='store_false', help='skip the LiteRT-vs-JAX check')
+  p.add_argument('--no-verify', dest='verify', action='store_false', help='skip the check of the file against the JAX model')
   return p
+
+
+def onnx_outputs(path: pathlib.Path):
+  """images → {output name: array} with ONNX Runtime on the CPU (the verify step's runner)."""
+  import onnxruntime as ort  # pylint: disable=g-import-not-at-top
+  session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+  names = [o.name for o in session.get_outputs()]
+  return lambda x: dict(zip(names, session.run(None, {onnx.INPUT_NAME: x})))
+
+
+def _verify(loaded, make_fn, shape, run_file, runtime: str) -> None:
+  """Runs the written file once on a random input and prints max |diff| against the JAX model."""
+  x = np.random.RandomState(0).standard_normal(shape).astype(np.float32)
+  got = run_file(x)
+  # The JAX side runs with the default depthwise implementation: XLA:CPU's native depthwise conv (the
+  # one exported to TFLite) is 20-100x slower on CPU, and the same math in another form is a better check.
+  reference = dataclasses.replace(loaded, model=models.create(loaded.meta['arch'], loaded.meta['num_keypoints']))
+  want = {k: np.asarray(v) for k, v in jax.jit(make_fn(reference))(x).items()}
+  diffs = {k: float(np.abs(got[k].astype(np.float32) - want[k].astype(np.float32)).max()) for k in want}
+  print(f'{runtime} vs JAX on a random input, max |diff|: ' + ', '.join(f'{k} {v:.3g}' for k, v in diffs.items()))
 
 
 def export(args: argparse.Namespace) -> pathlib.Path:
   """Runs the export described by parsed CLI arguments and returns the written path."""
-  # ONNX runs the 'xla' form (its runtimes have their own kernels).
-  impl = graphs.KERNEL_LAYOUTS[args.kernels] if args.format == 'tflite' else 'xla'
+  impl = graphs.KERNEL_LAYOUTS[args.kernels]
+  if args.format == 'onnx':
+    if args.quantize != 'none':
+      raise ValueError('--quantize applies to --format=tflite only')
+    if args.with_decoder:
+      raise ValueError('--format=onnx writes the network alone (variant A); decode on the host '
+                       '(or export --format=tflite --with-decoder)')
+    impl = 'xla'  # the ONNX graph is written from the variables; the form only matters for the check
   loaded = checkpoint.load_model(args.ckpt, step=args.step, depthwise_impl=impl)
   hw = args.input_shape or (None, None)
   shape = graphs.input_shape(loaded, hw[0], hw[1], args.batch)
   make_fn = graphs.network_decoder_fn if args.with_decoder else graphs.network_fn
-  fn = make_fn(loaded)
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   if args.format == 'onnx':
-    if args.quantize != 'none':
-      raise ValueError('--quantize applies to --format=tflite only')
-    onnx.export_onnx(fn, shape, out)
-    print(f'wrote {out} ({out.stat().st_size / 1e6:.1f} MB), input {shape}')
+    info = graphs.file_info(loaded, shape, False, 'none')
+    info['kernels'] = 'onnx'
+    onnx.export_onnx(loaded, shape, out, metadata=info)
+    print(f'wrote {out} ({out.stat().st_size / 1e6:.1f} MB), input images {shape} float32 (batch symbolic)')
+    if args.verify:
+      _verify(loaded, make_fn, shape, onnx_outputs(out), 'ONNX Runtime')
     return out
 
+  fn = make_fn(loaded)
   rep = None
   if args.quantize == 'int8':
     if not args.calibration:
@@ -88,15 +117,7 @@ def export(args: argparse.Namespace) -> pathlib.Path:
   print(f'wrote {out} ({len(data) / 1e6:.1f} MB), input images {shape} float32, quantize={args.quantize}')
   print('ops: ' + ', '.join(f'{k} x{v}' for k, v in sorted(counts.items())))
   if args.verify:
-    x = np.random.RandomState(0).standard_normal(shape).astype(np.float32)
-    got = runner.TFLiteModel(out)(x)
-    # The JAX side runs with the default depthwise implementation: XLA:CPU's native depthwise conv (the
-    # one exported) is 20-100x slower on CPU, and the same math in another form is a better check.
-    reference = dataclasses.replace(loaded, model=models.create(loaded.meta['arch'],
-                                                                loaded.meta['num_keypoints']))
-    want = {k: np.asarray(v) for k, v in jax.jit(make_fn(reference))(x).items()}
-    diffs = {k: float(np.abs(got[k].astype(np.float32) - want[k].astype(np.float32)).max()) for k in want}
-    print('LiteRT vs JAX on a random input, max |diff|: ' + ', '.join(f'{k} {v:.3g}' for k, v in diffs.items()))
+    _verify(loaded, make_fn, shape, runner.TFLiteModel(out), 'LiteRT')
   return out
 
 
