@@ -85,7 +85,7 @@ def run(command: Sequence[str], num_processes: int, devices_per_process: int = 1
   relays their output and returns the job's exit status (module doc)."""
   out = out or sys.stdout
   argv = list(command)
-  if argv and argv[0].endswith('.py'):
+  if argv and (argv[0].endswith('.py') or argv[0] == '-m'):
     argv = [sys.executable, '-u'] + argv
   port = port or free_port()
   lock = threading.Lock()
@@ -156,7 +156,7 @@ def _end(procs: Sequence[subprocess.Popen], grace: float):
 def main(argv: Optional[Sequence[str]] = None) -> int:
   parser = argparse.ArgumentParser(
       prog='python -m litepose_jax.launch', description=__doc__.split('\n\n')[0],
-      usage='python -m litepose_jax.launch --num_processes=N [options] SCRIPT.py [script arguments]')
+      usage='python -m litepose_jax.launch --num_processes=N [options] SCRIPT.py|-m MODULE [arguments]')
   parser.add_argument('--num_processes', type=int, required=True)
   parser.add_argument('--devices_per_process', type=int, default=1, help='fake CPU devices per process')
   parser.add_argument('--port', type=int, default=0, help='coordinator port (default: a free one)')
@@ -165,8 +165,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                            '100 s; the launcher itself ends the others as soon as one process fails)')
   parser.add_argument('--grace', type=float, default=30.0,
                       help='seconds the others get to exit after a failure before SIGKILL')
-  parser.add_argument('command', nargs=argparse.REMAINDER)
-  args = parser.parse_args(argv)
+  argv = list(sys.argv[1:] if argv is None else argv)
+  # The launcher's options come first; the command starts at the first word that is not one of them
+  # (SCRIPT.py, -m MODULE, or a program).
+  split = next((i for i, a in enumerate(argv) if a == '-m' or not a.startswith('--')), len(argv))
+  if split < len(argv) and split > 0 and '=' not in argv[split - 1] and argv[split - 1] in (
+      '--num_processes', '--devices_per_process', '--port', '--heartbeat_timeout', '--grace'):
+    split = next((i for i, a in enumerate(argv) if i > split and (a == '-m' or not a.startswith('--'))),
+                 len(argv))
+  args = parser.parse_args(argv[:split])
+  args.command = argv[split:]
   if not args.command:
     parser.error('no command to launch (e.g. train.py --config=... --workdir=...)')
   if args.num_processes < 1:

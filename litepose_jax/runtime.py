@@ -58,6 +58,9 @@ def setup(*, host_tuning: bool = False, distributed: bool = False, log_info: boo
   import jax  # pylint: disable=g-import-not-at-top
   if distributed or os.environ.get(COORDINATOR_ENV):
     initialize_distributed()
+    if log_info and jax.process_count() > 1:   # which worker wrote a line (errors come from every one)
+      logging.basicConfig(level=logging.INFO, force=True, format=(
+          f'%(asctime)s process {jax.process_index()}/{jax.process_count()} %(levelname)s %(message)s'))
   hide_gpus_from_tensorflow()
   enable_compile_cache()
 
@@ -100,6 +103,28 @@ def initialize_distributed() -> None:
     kwargs.update(coordinator_address=coordinator, num_processes=int(os.environ[NUM_PROCESSES_ENV]),
                   process_id=int(os.environ[PROCESS_ID_ENV]))
   jax.distributed.initialize(**kwargs)
+
+
+def abort_job(error: BaseException) -> None:
+  """Ends this process of a multi-process job at once after `error`, with status 1.
+
+  A normal exit would wait in jax.distributed's shutdown barrier for peers that are dead (until the
+  heartbeat timeout) or blocked in a collective waiting for this process (until the shutdown timeout, 300
+  s): neither helps. os._exit closes this process's connections, so the peers' next collective fails at
+  once and they stop too (each through this function). The error is logged first with the process index.
+  """
+  import sys  # pylint: disable=g-import-not-at-top
+  import traceback  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  hint = ''
+  if 'gloo' in str(error).lower() or 'connection' in str(error).lower() or 'barrier' in str(error).lower():
+    hint = ' (a collective with the other processes failed: another process has probably died; see its output)'
+  message = (f'process {jax.process_index()} of {jax.process_count()}: stopping the job after '
+             f'{type(error).__name__}: {error}{hint}')
+  traceback.print_exception(error, file=sys.stderr)
+  print(f'error: {message}', file=sys.stderr, flush=True)
+  sys.stdout.flush()
+  os._exit(1)
 
 
 # -- 1. compilation cache --------------------------------------------------------------------------------
