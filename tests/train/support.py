@@ -138,6 +138,7 @@ def _run(argv=None):
   p.add_argument('--init_from', default='')
   p.add_argument('--eps', type=float, default=0.0, help='Adam eps (0: the config\'s)')
   p.add_argument('--signal_process', type=int, default=-1, help='only this process sends the signal')
+  p.add_argument('--eval_data', default='', help='evaluate at the end on a 2-image synthetic val split here')
   args = p.parse_args(argv)
   logging.basicConfig(level=logging.INFO, force=True)
   logging.getLogger('absl').setLevel(logging.WARNING)
@@ -158,6 +159,12 @@ def _run(argv=None):
   config.train.log_every_steps = 1
   if args.eps:
     config.optimizer.eps = args.eps
+  if args.eval_data:   # the library's eval hook (data pipeline, TensorFlow) on 2 synthetic images
+    config.train.eval_every_epochs = 0
+    config.dataset.data_dir = args.eval_data
+    config.dataset.synthetic_val_images = 2
+    config.eval.batch_size = 2
+    config.input.tf_threads = 1
   data = SyntheticInput(16, config.input.batch_size, 64, 14)
 
   def batches(start, pidx, pcount):
