@@ -129,16 +129,23 @@ def test_two_processes_elastic_resume_equal_one_process(chain):
   # Written once per step (process 0 only): a second writer would duplicate rows.
   assert [s for s, _ in got] == list(range(1, STEPS + 1)) == [s for s, _ in ref]
   loss_diff = max(abs(a - b) / abs(a) for (_, a), (_, b) in zip(ref, got))
-  a = checkpoint.load_model(single, step=STEPS).variables
-  b = checkpoint.load_model(multi, step=STEPS).variables
-  param_diff = max(float(np.max(np.abs(x - y))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  def diff(step, key):
+    a = checkpoint.load_model(single, step=step).variables[key]
+    b = checkpoint.load_model(multi, step=step).variables[key]
+    return max(float(np.max(np.abs(x - y))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+  # Step 2: written by the 2-process run alone; step 8: after the whole chain (2 → 1 → 2 processes).
+  p2, p8, s8 = diff(2, 'params'), diff(STEPS, 'params'), diff(STEPS, 'batch_stats')
   change = max(float(np.max(np.abs(x - y))) for x, y in zip(
       jax.tree.leaves(checkpoint.load_model(single, step=2).variables['params']),
-      jax.tree.leaves(a['params'])))
-  print(f'2-process chain vs 1 process: max relative loss diff {loss_diff:.2e}, max |param/BN stat diff| at '
-        f'step {STEPS} {param_diff:.2e} (params moved {change:.2e} since step 2)')
+      jax.tree.leaves(checkpoint.load_model(single, step=STEPS).variables['params'])))
+  print(f'2-process chain vs 1 process: max relative loss diff {loss_diff:.2e} (8 steps); max |param diff| '
+        f'{p2:.2e} at step 2 (2 processes), {p8:.2e} at step {STEPS} (chain), BN statistics {s8:.2e} '
+        f'(params moved {change:.2e} from step 2 to {STEPS})')
   assert change > 1e-3
-  assert loss_diff <= 1e-5 and param_diff <= 1e-5
+  # Float32 reduction order differs (gloo all-reduce vs one device's sum) and Adam amplifies it a little
+  # every step (module doc): 1e-5 for the 2 steps of test_sharding, 3e-5 after 8 (measured 1.4e-5).
+  assert loss_diff <= 1e-5 and p2 <= 1e-5 and s8 <= 1e-5 and p8 <= 3e-5
   # Samples: every step's union over processes is the 1-process batch, none read twice, none dropped.
   one, two = _records(chain['tmp'] / 'single.rec'), _records(chain['tmp'] / 'multi.rec')
   stop = chain['saved_after_term'][0]['step']
@@ -160,8 +167,7 @@ def test_evaluation_during_training_on_two_processes_equals_one(chain):
   r1, r2 = (json.loads((d / 'results.json').read_text()) for d in (one, two))
   print(f'eval at step {step}: AP 1 process {m1["AP"]:.6f}, 2 processes {m2["AP"]:.6f}; '
         f'{len(r2)} results')
-  assert {r['image_id'] for r in r2} == {1, 2}      # both processes' images
-  assert len(r1) == len(r2)
+  assert len(r1) == len(r2) and {r['image_id'] for r in r2} == {r['image_id'] for r in r1}
   for x, y in zip(r1, r2):
     assert x['image_id'] == y['image_id']
     np.testing.assert_allclose(x['keypoints'], y['keypoints'], atol=1e-3)
@@ -173,7 +179,8 @@ def test_evaluation_during_training_on_two_processes_equals_one(chain):
 def test_dead_peer_ends_the_other_process_quickly(tmp_path):
   """SIGKILL to process 1 mid-training: process 0 must stop by itself with a clear error (no launcher
   ending it): its next collective fails ('Connection closed by peer') and runtime.abort_job exits 1.
-  A peer that hangs instead of dying is caught by the heartbeat timeout (5 s here, 100 s by default)."""
+  A peer that hangs instead of dying, or a survivor waiting on the coordination service, is ended by the
+  heartbeat timeout (5 s here, 100 s by default: LITEPOSE_HEARTBEAT_TIMEOUT / launch --heartbeat_timeout)."""
   env = _env()
   port = launch.free_port()
   cmd = [sys.executable, '-u', '-m', 'tests.train.support', *COMMON, f'--workdir={tmp_path}', '--steps=40',
@@ -194,9 +201,12 @@ def test_dead_peer_ends_the_other_process_quickly(tmp_path):
   print(f'process 1 killed (status {procs[1].returncode}); process 0 exited {seconds:.1f} s later with '
         f'status {procs[0].returncode}: {[l for l in out.splitlines() if l.startswith("error:")]}')
   assert procs[1].returncode == -9
-  assert procs[0].returncode == 1, out[-3000:]
-  assert 'error: process 0 of 2: stopping the job' in out and 'another process has probably died' in out
-  assert seconds < 30
+  # Either its next collective fails at once (runtime.abort_job: status 1), or, when it was waiting on
+  # the coordination service (e.g. orbax's save barrier), JAX ends it after the heartbeat timeout (SIGABRT).
+  assert procs[0].returncode in (1, -6), out[-3000:]
+  assert ('error: process 0 of 2: stopping the job' in out or
+          'another task died' in out), out[-3000:]
+  assert seconds < 5 + 15
 
 
 def test_launcher_ends_the_others_and_prefixes_output():
