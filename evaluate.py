@@ -18,6 +18,7 @@ import os
 import pathlib
 import sys
 
+import jax
 from absl import app
 from absl import flags
 from ml_collections import config_flags
@@ -57,8 +58,16 @@ def main(argv):
     model, variables, keypoint_set, input_size = from_config.load_model(config, str(ckpt))
     metrics = eval_lib.evaluate(config, model, variables, keypoint_set, input_size, workdir, gt=gt)
   except (FileNotFoundError, ValueError, OSError) as e:
+    if jax.process_count() > 1 and 'gloo' in str(e).lower():
+      runtime.abort_job(e)   # a peer died during the gathering: end at once (runtime.abort_job)
     print(f'error: {e}', file=sys.stderr)
     return 1
+  except Exception as e:  # pylint: disable=broad-except
+    if jax.process_count() > 1:
+      runtime.abort_job(e)
+    raise
+  if jax.process_index() != 0:
+    return 0   # process 0 prints the table (the metrics are the same on every process)
   speed = metrics.pop('images_per_second')
   print(evaluation.format_table(metrics))
   print(f'{speed:.2f} images/s (compilation excluded when an input shape repeats); results, metrics and '

@@ -31,9 +31,14 @@ def main(argv):
   from litepose_jax.train import loop  # pylint: disable=g-import-not-at-top
   try:
     result = loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except FloatingPointError as e:
+  except FloatingPointError as e:   # every process sees the same metrics: all stop here, together
     logging.error('%s', e)
     sys.exit(1)
+  except Exception as e:  # pylint: disable=broad-except
+    import jax  # pylint: disable=g-import-not-at-top
+    if jax.process_count() > 1:
+      runtime.abort_job(e)   # a dead peer, or an error on this process only: end the job, never hang
+    raise
   if result['eval']:
     logging.info('final evaluation: %s', result['eval'])
 

@@ -20,6 +20,8 @@ def get_config(arch: str = 'xs', dataset: str = 'crowdpose') -> ml_collections.C
   c.model.dtype = 'float32'            # compute dtype; 'bfloat16' = mixed precision, fp32 master weights
   c.model.depthwise_impl = 'auto'      # 'auto' | 'xla' | 'shift' | 'tflite' (see models/depthwise.py)
   c.model.final_init_scale = 1.0       # init scale of the output convs (1.0 = PyTorch's, as the authors)
+  c.model.bn_group_size = 0            # train BN statistics over groups of G images (the authors: per-GPU
+                                       # BN, 16 images); 0: the whole global batch (synchronised BN)
 
   c.dataset = ml_collections.ConfigDict()
   c.dataset.name = dataset             # 'crowdpose' | 'coco' (TFDS builders) | 'coco_json' | 'synthetic'

@@ -91,11 +91,17 @@ def load_model(path: str | os.PathLike, step: Optional[int] = None, dtype: Any =
   if not path.exists():
     raise FileNotFoundError(f'checkpoint {path} does not exist')
   directory, dir_step = _manager_dir(path)
-  with ocp.CheckpointManager(directory) as mngr:
+  handlers = {VARIABLES: ocp.StandardCheckpointHandler(), META: ocp.JsonCheckpointHandler()}
+  with ocp.CheckpointManager(directory, item_handlers=handlers) as mngr:
     step = step if step is not None else dir_step if dir_step is not None else mngr.latest_step()
     if step is None:
       raise FileNotFoundError(f'no checkpoint steps in {directory}')
-    restored = mngr.restore(step, args=ocp.args.Composite(**{VARIABLES: ocp.args.StandardRestore(),
+    # Onto this process's first device, whatever devices wrote it (a multi-process training run saves
+    # its arrays with the job's shardings; restoring those on another topology fails).
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                          dict(mngr.item_metadata(step)[VARIABLES]))
+    restored = mngr.restore(step, args=ocp.args.Composite(**{VARIABLES: ocp.args.StandardRestore(target),
                                                              META: ocp.args.JsonRestore()}))
   meta = dict(restored[META])
   model = models.create(meta['arch'], meta['num_keypoints'], dtype=dtype, depthwise_impl=depthwise_impl)

@@ -20,6 +20,7 @@ import heapq
 import json
 import os
 import pathlib
+import pickle
 import time
 from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
@@ -53,15 +54,39 @@ def ground_truth(config) -> evaluation.GroundTruth:
   return evaluation.load_ground_truth(ann_file)
 
 
-def eval_batches(config, input_size: int) -> Iterator[Dict[str, np.ndarray]]:
-  """The data pipeline's eval batches of config's eval split as NumPy, resized for `input_size`."""
+def eval_batches(config, input_size: int, process_index: int = 0,
+                 process_count: int = 1) -> Iterator[Dict[str, np.ndarray]]:
+  """The data pipeline's eval batches of config's eval split as NumPy, resized for `input_size`; with
+  several processes, this process's slice of every global batch."""
   from litepose_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   if input_size != from_config.input_size(config):
     # A checkpoint may carry another architecture than the config names: resize for the model's input.
     config = config.copy_and_resolve_references()
     with config.unlocked():
       config.input.size = int(input_size)
-  return pipeline.make_eval_dataset(config).as_numpy_iterator()
+  return pipeline.make_eval_dataset(config, process_index=process_index,
+                                    process_count=process_count).as_numpy_iterator()
+
+
+def all_gather_objects(items: List[Any]) -> List[Any]:
+  """Every process's list of picklable items, concatenated in process order, on every process.
+
+  One all-gather of the lengths and one of the pickled bytes (padded to the longest) through JAX's
+  cross-process collectives (gloo on CPU, the interconnect on TPU/GPU); every process must call it.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.process_count() == 1:
+    return list(items)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  data = np.frombuffer(pickle.dumps(list(items), protocol=pickle.HIGHEST_PROTOCOL), np.uint8)
+  sizes = np.asarray(multihost_utils.process_allgather(np.array([data.size], np.int32))).reshape(-1)
+  padded = np.zeros(int(sizes.max()), np.uint8)
+  padded[:data.size] = data
+  rows = np.asarray(multihost_utils.process_allgather(padded))
+  out = []
+  for row, size in zip(rows, sizes):
+    out.extend(pickle.loads(row[:int(size)].tobytes()))
+  return out
 
 
 class Worst(NamedTuple):
@@ -142,7 +167,8 @@ class RunResult(NamedTuple):
 
 def run(predictor: inference.Predictor, batches: Iterable[Dict[str, Any]],
         evaluator: evaluation.KeypointEvaluator, *, variables=None, num_worst: int = 0, max_images: int = 0,
-        total: Optional[int] = None, progress: bool = True) -> RunResult:
+        total: Optional[int] = None, progress: bool = True, process_index: int = 0,
+        process_count: int = 1) -> RunResult:
   """Runs the test-time path over eval batches, feeding `evaluator`, and computes the metrics.
 
   Args:
@@ -155,19 +181,30 @@ def run(predictor: inference.Predictor, batches: Iterable[Dict[str, Any]],
     num_worst: how many of the lowest-quality images to keep (`image_quality`).
     max_images: stop after this many images (0: all); the metrics then cover those images only.
     total: number of images, for the progress bar.
+    process_index, process_count: with several processes, `batches` are this process's slices of the
+      global batches (`eval_batches`); every process decodes its images, then the predictions and worst
+      images of all processes are gathered (`all_gather_objects`, every process must call `run`) and
+      added to `evaluator` in global order, so the metrics are those one process gets on all images.
   Returns:
-    RunResult. When the batches did not cover every GT image (max_images, or images the data pipeline
-    skipped), the metrics are computed on the GT of the evaluated images.
+    RunResult (the same metrics and worst images on every process; timing of this process). When the
+    batches did not cover every GT image (max_images, or images the data pipeline skipped), the metrics
+    are computed on the GT of the evaluated images.
   """
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   gt, ks = evaluator.gt, evaluator.keypoint_set
   scale = evaluator_lib.object_scale(gt, ks, evaluator.protocol) if num_worst else None
   heap: List[tuple] = []  # (−quality, image_id, Worst): the root is the best of the kept worst ones
   seen: List[int] = []
+  decoded: List[tuple] = []  # (global position, image id, keypoints, scores): gathered across processes
   bar = tqdm(total=total, unit='img', disable=not progress, dynamic_ncols=True)
   start = time.perf_counter()
   shapes, steady = set(), [0, 0.0]  # images and seconds of batches whose input shape was compiled before
-  for batch in batches:
+  done = False
+  for index, batch in enumerate(batches):
+    local = len(batch['_mask'])
+    first = (index * process_count + process_index) * local   # global position of the batch's first row
+    if max_images and index * process_count * local >= max_images:
+      break
     tick = time.perf_counter()
     kp, scores, valid = predictor.predict_batch(batch, variables)
     if batch['image'].shape in shapes:
@@ -175,11 +212,15 @@ def run(predictor: inference.Predictor, batches: Iterable[Dict[str, Any]],
       steady[1] += time.perf_counter() - tick
     shapes.add(batch['image'].shape)
     for j in np.flatnonzero(batch['_mask']):
-      if max_images and len(seen) >= max_images:
+      if max_images and (first + j >= max_images if process_count > 1 else len(seen) >= max_images):
+        done = process_count == 1
         break
       image_id = int(batch['image_id'][j])
       keep = valid[j]
-      evaluator.add(image_id, kp[j][keep], scores[j][keep])
+      if process_count > 1:
+        decoded.append((first + int(j), image_id, kp[j][keep], scores[j][keep]))
+      else:
+        evaluator.add(image_id, kp[j][keep], scores[j][keep])
       seen.append(image_id)
       bar.update(1)
       if num_worst:
@@ -191,9 +232,16 @@ def run(predictor: inference.Predictor, batches: Iterable[Dict[str, Any]],
           heapq.heappush(heap, item)
         elif item[0] > heap[0][0]:  # worse than the best image kept so far
           heapq.heapreplace(heap, item)
-    if max_images and len(seen) >= max_images:
+    if done:
       break
   bar.close()
+  if process_count > 1:
+    decoded = sorted(all_gather_objects(decoded), key=lambda item: item[0])   # the 1-process order
+    for _, image_id, image_kp, image_scores in decoded:
+      evaluator.add(image_id, image_kp, image_scores)
+    seen = [image_id for _, image_id, _, _ in decoded]
+    heap = all_gather_objects(heap)
+    heap = sorted(heap, key=lambda t: (-t[0], t[1]))[:num_worst]   # the worst of all processes
   seconds = time.perf_counter() - start
   # Speed of the test path without compilation (batches of an already compiled shape), when there are any.
   speed = steady[0] / steady[1] if steady[1] else len(seen) / max(seconds, 1e-9)
@@ -237,13 +285,21 @@ def evaluate(config, model, variables, keypoint_set: kp_lib.KeypointSet, input_s
     The metrics dict (AP, AP50, ...), plus 'images_per_second' (see RunResult; compilation excluded when
     some batch reused a compiled input shape).
   """
+  import jax  # pylint: disable=g-import-not-at-top
   gt = gt or ground_truth(config)
   predictor = from_config.predictor(config, model, variables, keypoint_set, input_size)
   evaluator = evaluation.KeypointEvaluator(gt, keypoint_set)
   max_images = int(config.eval.max_images)
-  result = run(predictor, eval_batches(config, input_size), evaluator,
-               num_worst=config.eval.num_worst_images if workdir else 0, max_images=max_images,
-               total=min(len(gt.image_ids), max_images or len(gt.image_ids)), progress=progress)
+  pidx, pcount = jax.process_index(), jax.process_count()
+  # With several processes each decodes its slice of every batch (run() gathers the predictions); only
+  # process 0 writes, but all rank the worst images (the ranking is part of the gathered work).
+  num_worst = int(config.eval.num_worst_images) if (workdir or pcount > 1) else 0
+  result = run(predictor, eval_batches(config, input_size, pidx, pcount), evaluator,
+               num_worst=num_worst, max_images=max_images,
+               total=min(len(gt.image_ids), max_images or len(gt.image_ids)) // pcount,
+               progress=progress and pidx == 0, process_index=pidx, process_count=pcount)
+  if pidx != 0:
+    workdir = None
   if workdir:
     os.makedirs(workdir, exist_ok=True)
     evaluator.write_results(os.path.join(workdir, 'results.json'))

@@ -33,7 +33,8 @@ def create_model(config) -> models.LitePose:
   """The LitePose module a config describes."""
   return models.create(config.model.arch, keypoint_set(config).num_keypoints, dtype=config.model.dtype,
                        depthwise_impl=config.model.depthwise_impl,
-                       final_init_scale=config.model.final_init_scale)
+                       final_init_scale=config.model.final_init_scale,
+                       bn_group_size=int(config.model.get('bn_group_size', 0)))
 
 
 _AUTHORS_FILES = ('.pth', '.tar', '.npz', '.pt')

@@ -46,7 +46,7 @@ def setup(*, host_tuning: bool = False, distributed: bool = False, log_info: boo
   Args:
     host_tuning: apply the inference CPU settings (vector width, allocator; module doc 2-3).
     distributed: `jax.distributed.initialize()` first (Cloud TPU / SLURM: coordinator, process count
-      and id come from the environment).
+      and id come from the environment). Implied when $LITEPOSE_COORDINATOR is set (litepose_jax.launch).
     log_info: INFO-level log lines with time stamps (the training entries).
   """
   if log_info:
@@ -56,8 +56,11 @@ def setup(*, host_tuning: bool = False, distributed: bool = False, log_info: boo
   if host_tuning:
     tune_host()
   import jax  # pylint: disable=g-import-not-at-top
-  if distributed:
-    jax.distributed.initialize()
+  if distributed or os.environ.get(COORDINATOR_ENV):
+    initialize_distributed()
+    if log_info and jax.process_count() > 1:   # which worker wrote a line (errors come from every one)
+      logging.basicConfig(level=logging.INFO, force=True, format=(
+          f'%(asctime)s process {jax.process_index()}/{jax.process_count()} %(levelname)s %(message)s'))
   hide_gpus_from_tensorflow()
   enable_compile_cache()
 
@@ -69,6 +72,59 @@ def hide_gpus_from_tensorflow() -> None:
   except ImportError:
     return
   tf.config.set_visible_devices([], 'GPU')
+
+
+# -- multi-process start-up ------------------------------------------------------------------------------
+
+COORDINATOR_ENV = 'LITEPOSE_COORDINATOR'        # host:port of process 0's coordination service
+NUM_PROCESSES_ENV = 'LITEPOSE_NUM_PROCESSES'
+PROCESS_ID_ENV = 'LITEPOSE_PROCESS_ID'
+COLLECTIVES_ENV = 'LITEPOSE_CPU_COLLECTIVES'    # 'gloo' (or 'mpi'): cross-process collectives on CPU
+HEARTBEAT_ENV = 'LITEPOSE_HEARTBEAT_TIMEOUT'    # seconds before a silent peer counts as dead (JAX: 100)
+
+
+def initialize_distributed() -> None:
+  """`jax.distributed.initialize` from $LITEPOSE_* (litepose_jax.launch) or, without them, JAX's cluster
+  auto-detection (Cloud TPU VMs, SLURM, Open MPI, ...).
+
+  $LITEPOSE_HEARTBEAT_TIMEOUT shortens how long the job waits for a dead peer: after that many seconds
+  without a heartbeat the coordination service reports the peer dead and the surviving processes stop
+  with an error naming it (instead of hanging in the next collective).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  collectives = os.environ.get(COLLECTIVES_ENV)
+  if collectives:
+    jax.config.update('jax_cpu_collectives_implementation', collectives)
+  kwargs = {}
+  if os.environ.get(HEARTBEAT_ENV):
+    kwargs['heartbeat_timeout_seconds'] = int(os.environ[HEARTBEAT_ENV])
+  coordinator = os.environ.get(COORDINATOR_ENV)
+  if coordinator:
+    kwargs.update(coordinator_address=coordinator, num_processes=int(os.environ[NUM_PROCESSES_ENV]),
+                  process_id=int(os.environ[PROCESS_ID_ENV]))
+  jax.distributed.initialize(**kwargs)
+
+
+def abort_job(error: BaseException) -> None:
+  """Ends this process of a multi-process job at once after `error`, with status 1.
+
+  A normal exit would wait in jax.distributed's shutdown barrier for peers that are dead (until the
+  heartbeat timeout) or blocked in a collective waiting for this process (until the shutdown timeout, 300
+  s): neither helps. os._exit closes this process's connections, so the peers' next collective fails at
+  once and they stop too (each through this function). The error is logged first with the process index.
+  """
+  import sys  # pylint: disable=g-import-not-at-top
+  import traceback  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  hint = ''
+  if 'gloo' in str(error).lower() or 'connection' in str(error).lower() or 'barrier' in str(error).lower():
+    hint = ' (a collective with the other processes failed: another process has probably died; see its output)'
+  message = (f'process {jax.process_index()} of {jax.process_count()}: stopping the job after '
+             f'{type(error).__name__}: {error}{hint}')
+  traceback.print_exception(error, file=sys.stderr)
+  print(f'error: {message}', file=sys.stderr, flush=True)
+  sys.stdout.flush()
+  os._exit(1)
 
 
 # -- 1. compilation cache --------------------------------------------------------------------------------

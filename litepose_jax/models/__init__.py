@@ -17,7 +17,7 @@ _DTYPES = {'float32': jnp.float32, 'fp32': jnp.float32, 'bfloat16': jnp.bfloat16
 
 
 def create(arch: Union[str, Arch, Mapping[str, Any]], num_keypoints: int, dtype: Any = jnp.float32,
-           depthwise_impl: str = 'auto', final_init_scale: float = 1.0) -> LitePose:
+           depthwise_impl: str = 'auto', final_init_scale: float = 1.0, bn_group_size: int = 0) -> LitePose:
   """Builds LitePose.
 
   Args:
@@ -27,6 +27,7 @@ def create(arch: Union[str, Arch, Mapping[str, Any]], num_keypoints: int, dtype:
     depthwise_impl: 'auto' (shifted multiply-adds on CPU, native conv elsewhere), 'xla', 'shift' or
       'tflite' (export for XNNPACK; see `depthwise.py`).
     final_init_scale: initial scale of the output convs (see `LitePose`; 1.0 = the authors').
+    bn_group_size: train-mode BN statistics over groups of this many images (0: the whole batch).
   Returns:
     The linen module; `apply(variables, images[B,H,W,3], train=False)` returns
     (out_quarter [B,H/4,W/4,2K], out_half [B,H/2,W/2,K]).
@@ -34,7 +35,8 @@ def create(arch: Union[str, Arch, Mapping[str, Any]], num_keypoints: int, dtype:
   if isinstance(dtype, str):
     dtype = _DTYPES[dtype]
   return LitePose(arch=get_arch(arch), num_keypoints=int(num_keypoints), dtype=dtype,
-                  depthwise_impl=depthwise_impl, final_init_scale=float(final_init_scale))
+                  depthwise_impl=depthwise_impl, final_init_scale=float(final_init_scale),
+                  bn_group_size=int(bn_group_size))
 
 
 def init_variables(model: LitePose, rng: jax.Array, image_size: int | None = None, batch: int = 1):

@@ -63,10 +63,17 @@ class BatchNorm(nn.Module):
     epsilon: added to the variance (PyTorch default 1e-5).
     momentum: PyTorch convention: running = (1 − momentum)·running + momentum·batch.
     dtype: output dtype (None: the input's).
+    group_size: train-mode statistics over groups of G consecutive images of the batch, as per-GPU BN
+      with G images per GPU (the authors: PyTorch DDP, SYNC_BN False, 16 images per GPU); 0 or the batch
+      size: the whole batch. The batch must split into whole groups. Running statistics: the momentum
+      update with the mean over groups of each group's mean and unbiased (n = G·H·W) variance. PyTorch DDP
+      itself (broadcast_buffers=True, the default) keeps rank 0's buffers, i.e. the first group's; the
+      mean over groups has the same expectation and less noise (docs/accelerators.md, "Per-device BN").
   """
   epsilon: float = 1e-5
   momentum: float = 0.1
   dtype: Optional[Dtype] = None
+  group_size: int = 0
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool, mask: Optional[jax.Array] = None) -> jax.Array:
@@ -85,10 +92,19 @@ class BatchNorm(nn.Module):
     if mask is not None:
       scale, bias = scale * mask, bias * mask
     if train:
-      y, mean, var = _batch_norm_train(x, scale, bias, self.epsilon, dtype)
-      if not self.is_initializing():
+      g = int(self.group_size)
+      if g and g != x.shape[0]:
+        if x.shape[0] % g:
+          raise ValueError(f'BatchNorm group size {g} does not divide the batch of {x.shape[0]} images')
+        y, mean, var = _batch_norm_train_grouped(x, scale, bias, self.epsilon, dtype, g)
+        n = math.prod(x.shape[1:-1]) * g
+      else:
+        y, mean, var = _batch_norm_train(x, scale, bias, self.epsilon, dtype)
         n = math.prod(x.shape[:-1])
+      if not self.is_initializing():
         unbiased = var * (n / max(n - 1, 1))
+        if mean.ndim == 2:   # per-group statistics [groups, C]: their mean (see group_size)
+          mean, unbiased = jnp.mean(mean, 0), jnp.mean(unbiased, 0)
         new_mean = (1 - self.momentum) * ra_mean.value + self.momentum * mean
         new_var = (1 - self.momentum) * ra_var.value + self.momentum * unbiased
         if mask is not None:
@@ -122,6 +138,21 @@ def _batch_norm_train(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: 
   var = jnp.mean(jnp.square(xf - mean), axes)
   a, b = _affine(scale, bias, mean, var, epsilon)
   return (xf * a + b).astype(dtype), mean, var
+
+
+@functools.partial(jax.jit, static_argnames=('epsilon', 'dtype', 'group_size'))
+def _batch_norm_train_grouped(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float, dtype,
+                              group_size: int):
+  """Train-mode BatchNorm over groups of `group_size` consecutive images: x [B, ..., C] → (y, mean
+  [B/G, C], biased variance [B/G, C]); each group is normalised with its own statistics."""
+  b = x.shape[0]
+  xf = x.astype(jnp.float32).reshape((b // group_size, group_size) + x.shape[1:])
+  axes = tuple(range(1, xf.ndim - 1))
+  mean = jnp.mean(xf, axes)
+  var = jnp.mean(jnp.square(xf - jnp.expand_dims(mean, axes)), axes)
+  a, c = _affine(scale, bias, mean, var, epsilon)
+  a, c = jnp.expand_dims(a, axes), jnp.expand_dims(c, axes)
+  return (xf * a + c).astype(dtype).reshape(x.shape), mean, var
 
 
 def _affine(scale, bias, mean, var, epsilon: float) -> Tuple[jax.Array, jax.Array]:
@@ -235,11 +266,12 @@ class ConvBN(nn.Module):
   act: Optional[Callable[[jax.Array], jax.Array]] = jax.nn.relu6
   impl: str = 'auto'
   dtype: Dtype = jnp.float32
+  bn_group_size: int = 0   # BatchNorm.group_size
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool, mask: Optional[jax.Array] = None) -> jax.Array:
     """mask [features] (optional): passed to the BatchNorm; masked output channels are exactly 0."""
-    bn = BatchNorm(dtype=self.dtype, name='bn')
+    bn = BatchNorm(dtype=self.dtype, group_size=self.bn_group_size, name='bn')
     if not self.depthwise:
       x = bn(Conv(self.features, self.kernel_size, self.stride, self.dtype, self.impl, name='conv')(x), train,
              mask)
@@ -271,12 +303,13 @@ class InvBottleneck(nn.Module):
   kernel_size: int = 7
   impl: str = 'auto'
   dtype: Dtype = jnp.float32
+  bn_group_size: int = 0   # BatchNorm.group_size
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     cin = x.shape[-1]
     hidden = make_divisible(round(cin * self.expansion))
-    conv_bn = functools.partial(ConvBN, impl=self.impl, dtype=self.dtype)
+    conv_bn = functools.partial(ConvBN, impl=self.impl, dtype=self.dtype, bn_group_size=self.bn_group_size)
     y = conv_bn(hidden, 1, name='expand')(x, train)
     y = conv_bn(hidden, self.kernel_size, self.stride, depthwise=True, name='depthwise')(y, train)
     y = conv_bn(self.features, 1, act=None, name='project')(y, train)
@@ -295,11 +328,12 @@ class SepConv(nn.Module):
   impl: str = 'auto'
   dtype: Dtype = jnp.float32
   init_scale: float = 1.0
+  bn_group_size: int = 0   # BatchNorm.group_size
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     y = ConvBN(x.shape[-1], self.kernel_size, depthwise=True, act=jax.nn.relu, impl=self.impl,
-               dtype=self.dtype, name='depthwise')(x, train)
+               dtype=self.dtype, bn_group_size=self.bn_group_size, name='depthwise')(x, train)
     return Conv(self.features, 1, dtype=self.dtype, impl=self.impl, init_scale=self.init_scale,
                 name='pointwise')(y)
 

@@ -44,12 +44,15 @@ class LitePose(nn.Module):
       init, as the authors). With the default a fresh network outputs maps of magnitude ~0.5 against
       targets that are 0 almost everywhere, and the first ~150 steps only shrink them; a small scale
       (0.01) starts near zero. Initialisation only: it changes no computation.
+    bn_group_size: train-mode BatchNorm statistics over groups of this many consecutive images (per-GPU
+      BN as the authors trained; `layers.BatchNorm.group_size`); 0: the whole batch.
   """
   arch: Arch
   num_keypoints: int
   dtype: Any = jnp.float32
   depthwise_impl: str = 'auto'
   final_init_scale: float = 1.0
+  bn_group_size: int = 0
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False, return_features: bool = False):
@@ -67,7 +70,8 @@ class LitePose(nn.Module):
     if images.shape[1] % 16 or images.shape[2] % 16:
       raise ValueError(f'image height and width must be divisible by 16, got {images.shape[1:3]}')
     a, k = self.arch, self.num_keypoints
-    conv_bn = functools.partial(ConvBN, impl=self.depthwise_impl, dtype=self.dtype)
+    g = int(self.bn_group_size)
+    conv_bn = functools.partial(ConvBN, impl=self.depthwise_impl, dtype=self.dtype, bn_group_size=g)
     x = images.astype(self.dtype)
 
     # Stem: 3x3 s2 conv → 3x3 depthwise → linear 1x1.
@@ -79,7 +83,7 @@ class LitePose(nn.Module):
     for s, stage in enumerate(a.stages, start=1):
       for b, (t, ks) in enumerate(stage.blocks):
         x = InvBottleneck(stage.channels, stage.stride if b == 0 else 1, t, ks, self.depthwise_impl,
-                          self.dtype, name=f'stage{s}_block{b}')(x, train)
+                          self.dtype, g, name=f'stage{s}_block{b}')(x, train)
       feats.append(x)
     s0, s1, s2, s3, s4 = feats
 
@@ -92,10 +96,10 @@ class LitePose(nn.Module):
                  Deconv(f, self.dtype, name=f'deconv_raw{i}')(raw_in))
       xs = (refined_in.astype(self.dtype), raw_in.astype(self.dtype))
       y = deconv_2x_sum(xs, kernels, self.depthwise_impl)
-      return jax.nn.relu(BatchNorm(dtype=self.dtype, name=f'deconv_bn{i}')(y, train))
+      return jax.nn.relu(BatchNorm(dtype=self.dtype, group_size=g, name=f'deconv_bn{i}')(y, train))
 
     sep = functools.partial(SepConv, impl=self.depthwise_impl, dtype=self.dtype,
-                            init_scale=self.final_init_scale)
+                            init_scale=self.final_init_scale, bn_group_size=g)
     r0 = fuse(0, s4, s3)                                                        # 1/8
     r1 = fuse(1, r0, s2)                                                        # 1/4
     out_quarter = sep(2 * k, name='final_refined0')(r1, train) + sep(2 * k, name='final_raw0')(s1, train)

@@ -77,8 +77,9 @@ def pipeline_train_input(config) -> TrainInput:
 def library_eval_fn(model, variables, config, workdir: epath.Path, step: int) -> dict:
   """AP on config's eval split (any dataset: the data pipeline's eval input) through litepose_jax.eval_lib.
 
-  Every process evaluates the whole split (it is small next to training); only process 0 writes
-  results.json, metrics.json and the worst-image PNGs, into <workdir>/eval_<step> when the workdir is local.
+  Each process decodes its slice of every eval batch; the predictions are gathered and every process gets
+  the metrics of the whole split. Only process 0 writes results.json, metrics.json and the worst-image
+  PNGs, into <workdir>/eval_<step> when the workdir is local.
   """
   from litepose_jax import eval_lib  # pylint: disable=g-import-not-at-top
   out = workdir / f'eval_{step}'

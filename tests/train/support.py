@@ -136,9 +136,18 @@ def _run(argv=None):
   p.add_argument('--nan_at', type=int, default=-1)
   p.add_argument('--record', default='')
   p.add_argument('--init_from', default='')
+  p.add_argument('--eps', type=float, default=0.0, help='Adam eps (0: the config\'s)')
+  p.add_argument('--signal_process', type=int, default=-1, help='only this process sends the signal')
+  p.add_argument('--eval_data', default='', help='evaluate at the end on a 2-image synthetic val split here')
   args = p.parse_args(argv)
   logging.basicConfig(level=logging.INFO, force=True)
   logging.getLogger('absl').setLevel(logging.WARNING)
+  if os.environ.get('LITEPOSE_COORDINATOR'):   # a process of a litepose_jax.launch job (no TensorFlow)
+    from litepose_jax import runtime  # pylint: disable=g-import-not-at-top
+    runtime.initialize_distributed()
+    runtime.enable_compile_cache()
+  import jax  # pylint: disable=g-import-not-at-top
+  pidx = jax.process_index()
 
   from configs import tiny  # pylint: disable=g-import-not-at-top
   config = tiny.get_config()
@@ -148,16 +157,24 @@ def _run(argv=None):
   config.optimizer.ema_decay = args.ema
   config.train.init_from = args.init_from
   config.train.log_every_steps = 1
+  if args.eps:
+    config.optimizer.eps = args.eps
+  if args.eval_data:   # the library's eval hook (data pipeline, TensorFlow) on 2 synthetic images
+    config.train.eval_every_epochs = 0
+    config.dataset.data_dir = args.eval_data
+    config.dataset.synthetic_val_images = 2
+    config.eval.batch_size = 2
+    config.input.tf_threads = 1
   data = SyntheticInput(16, config.input.batch_size, 64, 14)
 
   def batches(start, pidx, pcount):
     for i, b in enumerate(data.batches(start, pidx, pcount), start):
       if args.record:
         with open(args.record, 'a') as f:
-          f.write(json.dumps({'step': i, 'ids': b['sample_id'].tolist()}) + '\n')
+          f.write(json.dumps({'step': i, 'process': pidx, 'ids': b['sample_id'].tolist()}) + '\n')
       if i == args.nan_at:
         b['image'][0, 0, 0, 0] = np.nan
-      if i == args.signal_at:
+      if i == args.signal_at and args.signal_process in (-1, pidx):
         os.kill(os.getpid(), getattr(signal, 'SIG' + args.signal))
       yield b
 
@@ -167,7 +184,13 @@ def _run(argv=None):
   except FloatingPointError as e:
     print('FloatingPointError:', e, flush=True)
     raise SystemExit(3)
-  print('RESULT', json.dumps({'step': result['step'], 'preempted': result['preempted']}), flush=True)
+  except Exception as e:  # pylint: disable=broad-except
+    if jax.process_count() > 1:   # as train.py: a dead peer ends the job, never hangs it
+      from litepose_jax import runtime  # pylint: disable=g-import-not-at-top
+      runtime.abort_job(e)
+    raise
+  print('RESULT', json.dumps({'step': result['step'], 'preempted': result['preempted'], 'process': pidx}),
+        flush=True)
 
 
 if __name__ == '__main__':
