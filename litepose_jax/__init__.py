@@ -1,3 +1,23 @@
-"""litepose-jax: LitePose (CVPR 2022) bottom-up multi-person pose estimation in JAX/Flax."""
+"""litepose-jax: LitePose (CVPR 2022) bottom-up multi-person pose estimation in JAX/Flax.
+
+  from litepose_jax import PoseEstimator
+  people = PoseEstimator.from_checkpoint(path)(image)   # .keypoints [P,K,3], .scores [P]
+
+`import litepose_jax` stays light (no JAX / TensorFlow import): PoseEstimator and People are loaded on
+first use (module __getattr__).
+"""
 
 __version__ = '0.1.0'
+
+_LAZY = {'PoseEstimator': 'litepose_jax.api', 'People': 'litepose_jax.api', 'Tracker': 'litepose_jax.track'}
+
+
+def __getattr__(name):
+  if name in _LAZY:
+    import importlib  # pylint: disable=g-import-not-at-top
+    return getattr(importlib.import_module(_LAZY[name]), name)
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def __dir__():
+  return sorted(list(globals()) + list(_LAZY))
