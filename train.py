@@ -28,15 +28,21 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   from litepose_jax import runtime  # pylint: disable=g-import-not-at-top
   runtime.setup(distributed=FLAGS.distributed, log_info=True)
+  from litepose_jax import cli  # pylint: disable=g-import-not-at-top
   from litepose_jax.train import loop  # pylint: disable=g-import-not-at-top
   try:
     result = loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except FloatingPointError as e:
     logging.error('%s', e)
     sys.exit(1)
-  if result['eval']:
+  except cli.INPUT_ERRORS as e:  # data / config problems: one line, no traceback
+    sys.exit(cli.fail(e))
+  if result.get('eval'):
     logging.info('final evaluation: %s', result['eval'])
+  print(f'done: {FLAGS.workdir} (checkpoints in {FLAGS.workdir}/checkpoints; '
+        f'python evaluate.py --config=... --ckpt={FLAGS.workdir} to evaluate)', flush=True)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  from litepose_jax import cli  # pylint: disable=g-import-not-at-top
+  app.run(main, flags_parser=cli.parse_flags)

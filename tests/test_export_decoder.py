@@ -106,13 +106,16 @@ def _image_input(path, shape):
 
 
 @pytest.mark.parametrize('shape', [(256, 384), (384, 256)])
-def test_decoder_file_any_input_two_shapes(exported, data_dir, shape):
+def test_decoder_file_any_input_two_shapes(ckpt, exported, data_dir, shape):
   """Zero, constant, random and real inputs through both signatures of one file: the JAX path's people.
 
-  Before the fix the file failed on random and on 2 of these photos (`num_input_elements !=
-  num_output_elements (900 != 30) ... RESHAPE ... IF ... WHILE`).
+  Before the fix the file failed on random and on 3 of these photos (`num_input_elements !=
+  num_output_elements (900 != 30) ... RESHAPE ... IF ... WHILE`). The JAX side runs the file's depthwise
+  form ('tflite', the default --kernels=xnnpack): on zero / constant images the maps are plateaus where
+  float-level differences between forms move a joint by 200 px, JAX against JAX.
   """
-  fn, data = exported
+  _, data = exported
+  fn = graphs.network_decoder_fn(checkpoint.load_model(ckpt, depthwise_impl='tflite'))
   net = runner.TFLiteModel(data)
   assert set(net.shapes) == {(1, 256, 384, 3), (1, 384, 256, 3)}
   rs = np.random.RandomState(1)
