@@ -78,7 +78,11 @@ def main(argv=None) -> int:
   p.add_argument('--size', type=int, default=0, help='input size (default: the architecture\'s)')
   p.add_argument('--json', action='store_true', help='print one JSON object')
   args = p.parse_args(argv)
-  model = models.create(args.arch, args.num_keypoints)
+  try:
+    model = models.create(args.arch, args.num_keypoints)
+  except (ValueError, FileNotFoundError, KeyError, OSError) as e:
+    from litepose_jax import cli  # pylint: disable=g-import-not-at-top
+    return cli.fail(e, where=f'--arch {args.arch}')
   info = count(model, args.size or None, args.size or None)
   if args.json:
     print(json.dumps({k: info[k] for k in ('params', 'macs', 'macs_published', 'output_shapes')}))

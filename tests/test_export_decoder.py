@@ -6,6 +6,8 @@ Oracle: the authors' test path on the CrowdPose sample 103319 (XS reference weig
 in inference_xs_crowdpose_sample.npz.
 """
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -25,12 +27,13 @@ def ckpt(reference_dir, tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def files(ckpt, tmp_path_factory):
-  """Variant A and B files for 256x384 inputs (the test-path shape of 103319), through the CLI."""
+  """Variant A for 256x384 inputs (the test-path shape of 103319), variant B for 256x384 and 384x256 (one
+  signature each), through the CLI; B with its self-check on."""
   out = {}
-  for variant, flags in (('A', []), ('B', ['--with-decoder'])):
+  for variant, flags in (('A', ['--input-shape=256x384', '--no-verify']),
+                         ('B', ['--input-shape=256x384,384x256', '--with-decoder'])):
     out[variant] = tmp_path_factory.mktemp('dec') / f'xs_{variant}.tflite'
-    assert cli.main([f'--ckpt={ckpt}', '--input-shape=256x384', f'--out={out[variant]}', '--no-verify',
-                     *flags]) == 0
+    assert cli.main([f'--ckpt={ckpt}', f'--out={out[variant]}', *flags]) == 0
   return out
 
 
@@ -91,3 +94,105 @@ def test_tflite_predictor_gives_the_people_of_the_jax_predictor(ckpt, files, dat
       print(f'variant {variant} vs {name}: joints equal (1e-3 px) {np.mean(err <= 1e-3):.4f}, '
             f'max diff {err.max():.3g} px')
       assert np.mean(err <= 1e-3) >= 0.99 and err.max() <= 1.0, (variant, name)
+
+
+def _image_input(path, shape):
+  import cv2  # pylint: disable=g-import-not-at-top
+  from litepose_jax import inference  # pylint: disable=g-import-not-at-top
+  x, _, _ = inference.resize_align(inference.read_rgb(path), 256)
+  if x.shape[:2] != shape:  # e.g. the landscape photo through the portrait signature
+    x = cv2.resize(x, (shape[1], shape[0]))
+  return x[None]
+
+
+@pytest.mark.parametrize('shape', [(256, 384), (384, 256)])
+def test_decoder_file_any_input_two_shapes(ckpt, exported, data_dir, shape):
+  """Zero, constant, random and real inputs through both signatures of one file: the JAX path's people.
+
+  Before the fix the file failed on random and on 3 of these photos (`num_input_elements !=
+  num_output_elements (900 != 30) ... RESHAPE ... IF ... WHILE`). The JAX side runs the file's depthwise
+  form ('tflite', the default --kernels=xnnpack): on zero / constant images the maps are plateaus where
+  float-level differences between forms move a joint by 200 px, JAX against JAX.
+  """
+  _, data = exported
+  fn = graphs.network_decoder_fn(checkpoint.load_model(ckpt, depthwise_impl='tflite'))
+  net = runner.TFLiteModel(data)
+  assert set(net.shapes) == {(1, 256, 384, 3), (1, 384, 256, 3)}
+  rs = np.random.RandomState(1)
+  full = (1,) + shape + (3,)
+  cases = {'zero': np.zeros(full), 'const': np.full(full, 1.0), 'random': rs.standard_normal(full),
+           'uniform': rs.uniform(-2, 2, full)}
+  for name in ('crowdpose_sample/103319.jpg', 'crowdpose_sample/106848.jpg',
+               'coco_mini/val2017/000000109313.jpg', 'coco_mini/val2017/000000000139.jpg'):
+    cases[name] = _image_input(data_dir / name, shape)
+  jfn = jax.jit(fn)
+  for name, x in cases.items():
+    x = np.asarray(x, np.float32)
+    got = net(x)
+    want = {k: np.asarray(v) for k, v in jfn(x).items()}
+    np.testing.assert_array_equal(got['valid'], want['valid'], err_msg=name)
+    v = want['valid'][0].astype(bool)
+    if name in ('zero', 'const'):
+      # Plateau maps: the people match (count, above), a joint may sit on another pixel of the plateau
+      # (224 px seen at 256x384 on zeros, file vs JAX in the same form; not investigated further).
+      continue
+    assert np.abs(got['keypoints'][0][v] - want['keypoints'][0][v]).max(initial=0) <= 1e-3, name
+    assert np.abs(got['scores'][0][v] - want['scores'][0][v]).max(initial=0) <= 1e-5, name
+
+
+def test_decoder_graph_on_any_heatmap_content():
+  """The decoder alone (maps in, people out) in TFLite: no peaks, one plateau, all pixels peaks, more than
+  30 candidates per joint, blobs; people equal to the JAX decoder (real branches, the default config)."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from litepose_jax import decode  # pylint: disable=g-import-not-at-top
+  k, h, w = 14, 32, 48
+  cfg = decode.DecodeConfig.create('crowdpose')
+
+  def split(x):
+    return x[..., :k].transpose(0, 3, 1, 2), x[..., k:].reshape(1, h, w, k, 2).transpose(0, 3, 4, 1, 2)
+
+  def fn(x):
+    kp, sc, v = decode.parse_maps(*split(x), dataclasses.replace(cfg, branch_free=True))
+    return {'keypoints': kp, 'scores': sc, 'valid': v.astype(jnp.int32)}
+
+  net = runner.TFLiteModel(tflite.to_tflite(fn, (1, h, w, 3 * k)))
+  want_fn = jax.jit(lambda x: decode.parse_maps(*split(x), cfg))
+  rs = np.random.RandomState(0)
+  yy, xx = np.mgrid[:h, :w]
+  blobs = np.zeros((1, h, w, k))
+  for i in range(60):
+    cy, cx = rs.randint(0, h), rs.randint(0, w)
+    blobs[0, ..., i % k] = np.maximum(blobs[0, ..., i % k], rs.uniform(.2, 1) * np.exp(
+        -((yy - cy) ** 2 + (xx - cx) ** 2) / 4))
+  # No float32 denormals: XLA:CPU flushes them to 0, LiteRT does not, and refine keeps a joint whose
+  # value is > 0 (a 2e-41 Gaussian tail was filled by the file only).
+  blobs[blobs < 1e-6] = 0
+  grid = ((yy % 3 == 0) & (xx % 3 == 0))[None, ..., None] * 0.7  # 176 separate peaks per joint
+  tags = rs.standard_normal((1, h, w, 2 * k))
+  cases = {'no peaks': (np.zeros((1, h, w, k)), np.zeros_like(tags)),
+           'plateau': (np.full((1, h, w, k), 0.5), np.zeros_like(tags)),
+           'plateau, random tags': (np.full((1, h, w, k), 0.5), tags),
+           'random': (rs.uniform(0, 1, (1, h, w, k)), 3 * tags),
+           'blobs': (blobs, tags), '>30 peaks': (np.broadcast_to(grid, (1, h, w, k)), tags)}
+  people = {}
+  for name, (heat, tg) in cases.items():
+    x = np.concatenate([heat, tg], -1).astype(np.float32)
+    got = net(x)
+    kp, sc, valid = (np.asarray(a) for a in want_fn(x))
+    np.testing.assert_array_equal(got['valid'], valid.astype(np.int32), err_msg=name)
+    np.testing.assert_allclose(got["keypoints"], kp, atol=1e-4, err_msg=name)
+    np.testing.assert_allclose(got['scores'], sc, atol=1e-6, err_msg=name)
+    people[name] = int(valid.sum())
+  print(people)
+  assert people['no peaks'] == 0 and people['>30 peaks'] == 30 and 0 < people['blobs'] < 30
+
+
+def test_cli_leaves_no_file_when_the_self_check_fails(ckpt, tmp_path, monkeypatch, capsys):
+  """A file that fails its check is not written (before: the broken file stayed on disk, exit 1)."""
+  def broken(path):
+    raise ValueError('simulated LiteRT failure')
+  monkeypatch.setattr(runner, 'TFLiteModel', broken)
+  out = tmp_path / 'b.tflite'
+  assert cli.main([f'--ckpt={ckpt}', '--input-shape=256x256', '--with-decoder', f'--out={out}']) == 1
+  assert 'error:' in capsys.readouterr().err
+  assert not out.exists() and not list(tmp_path.iterdir())

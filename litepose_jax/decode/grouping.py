@@ -47,6 +47,11 @@ class DecodeConfig:
       raw tag distance: cost round(d)·100 − val + 0.01·d).
     micro_batch: decode this many images at a time (a sequential loop over micro-batches) to bound the
       memory of large batches; 0 = the whole batch at once (fastest, also on CPU). Results do not change.
+    branch_free: trace every data-dependent `lax.cond` as both branches + a select (`munkres.branch`).
+      For the TFLite export (variant B): the TFLite converter mis-wires an IF nested in a WHILE (the
+      solver's search/augment step inside the grouping loop): the file failed at run time with
+      `num_input_elements != num_output_elements (900 != 30) ... RESHAPE ... IF ... WHILE` or gave other
+      people than JAX. Results do not change; JAX itself is faster with real branches (the default).
   """
   joint_order: Tuple[int, ...]
   max_people: int = kp_lib.MAX_PEOPLE
@@ -58,6 +63,7 @@ class DecodeConfig:
   refine: bool = True
   tie_break: str = 'munkres'
   micro_batch: int = 0
+  branch_free: bool = False
 
   def __post_init__(self):
     if self.tie_break not in ('munkres', 'distance'):
@@ -135,7 +141,7 @@ def _top_k_blocks(peaks: jax.Array, k: int):
 
 
 def top_k(heatmaps: jax.Array, tags: jax.Array, k: int = 30, nms_kernel: int = 5,
-          threshold: float = 0.1) -> Candidates:
+          threshold: float = 0.1, select: bool = False) -> Candidates:
   """NMS, then the k highest peaks of every joint map with their tag vectors.
 
   Peaks of equal value come in raster order (torch.topk leaves that order open; only candidates above
@@ -146,6 +152,7 @@ def top_k(heatmaps: jax.Array, tags: jax.Array, k: int = 30, nms_kernel: int = 5
   Args:
     heatmaps: [B,K,H,W] (−inf outside an image's valid region).
     tags: [B,K,L,H,W].
+    select: compute both paths and select (no data-dependent branch; munkres.branch).
   Returns:
     Candidates with N = k, sorted by decreasing value.
   """
@@ -156,7 +163,8 @@ def top_k(heatmaps: jax.Array, tags: jax.Array, k: int = 30, nms_kernel: int = 5
     we = even.shape[3]
     above = (even > threshold).reshape(b, nk, even.shape[2] // 2, 2, we // 2, 2)
     crowded = jnp.any(jnp.sum(above, axis=(3, 5)) > 1)
-    vals, ind = jax.lax.cond(crowded, lambda p: _top_k_full(p, k), lambda p: _top_k_blocks(p, k), even)
+    vals, ind = munkres.branch(select, crowded, lambda p: _top_k_full(p, k), lambda p: _top_k_blocks(p, k),
+                               even)
     y, x = ind // we, ind % we
   else:
     vals, ind = _top_k_full(peaks, k)
@@ -180,17 +188,17 @@ def _tag_distance(cand_tags: jax.Array, person_tags: jax.Array) -> jax.Array:
 _MAX_ROUNDED = 1 << 20
 
 
-def _assign(d: jax.Array, val: jax.Array, num_rows, num_cols, tie_break: str) -> jax.Array:
+def _assign(d: jax.Array, val: jax.Array, num_rows, num_cols, tie_break: str, select: bool) -> jax.Array:
   if tie_break == 'munkres':
     rounded = jnp.minimum(jnp.round(d), _MAX_ROUNDED).astype(jnp.int32)
-    return munkres.assign_grouping(rounded, val, num_rows, num_cols)
+    return munkres.assign_grouping(rounded, val, num_rows, num_cols, select)
   cost = jnp.minimum(jnp.round(d), _MAX_ROUNDED // 1024) * 100 - val[:, None] + 0.01 * jnp.minimum(d, 1e3)
   m = d.shape[-1]
   idx = jnp.arange(m)
   # The authors' 1e10 padding columns, in float form: any value above every real cost works the same.
   pad_cols = (idx[None, :] >= num_cols) & (idx[:, None] < num_rows)
   cost = jnp.where(pad_cols, 1e9, cost)
-  col = munkres.linear_sum_assignment(cost, num_rows, jnp.maximum(num_rows, num_cols))
+  col = munkres.linear_sum_assignment(cost, num_rows, jnp.maximum(num_rows, num_cols), select)
   return jnp.where(col < num_cols, col, -1)
 
 
@@ -214,7 +222,7 @@ def _group_one(cand: Candidates, cfg: DecodeConfig) -> Persons:
     # Person tag = float32 mean of its tag list, summed in append order as NumPy does.
     mean = tag_sum[:m] / jnp.maximum(tag_cnt[:m], 1)[:, None].astype(jnp.float32)
     d = _tag_distance(t, mean)
-    col = jnp.where(num > 0, _assign(d, v, num_rows, num_cols, cfg.tie_break), -1)
+    col = jnp.where(num > 0, _assign(d, v, num_rows, num_cols, cfg.tie_break, cfg.branch_free), -1)
     d_sel = jnp.take_along_axis(d, jnp.maximum(col, 0)[:, None], axis=1)[:, 0]
     matched = valid & (col >= 0) & (d_sel < cfg.tag_threshold)
     new = valid & ~matched
@@ -274,7 +282,7 @@ def group(cand: Candidates, cfg: DecodeConfig) -> Persons:
 
 
 def _parse_batch(heatmaps, tags, sizes, cfg):
-  cand = top_k(heatmaps, tags, cfg.max_people, cfg.nms_kernel, cfg.detection_threshold)
+  cand = top_k(heatmaps, tags, cfg.max_people, cfg.nms_kernel, cfg.detection_threshold, cfg.branch_free)
   persons = group(cand, cfg)
   joints = persons.joints
   if cfg.adjust:
@@ -282,7 +290,7 @@ def _parse_batch(heatmaps, tags, sizes, cfg):
   scores = jnp.mean(joints[..., 2], axis=-1)
   valid = jnp.arange(cfg.slots)[None, :] < persons.num[:, None]
   if cfg.refine:
-    joints = refine_lib.refine(joints, persons.tags, valid, heatmaps, tags, sizes)
+    joints = refine_lib.refine(joints, persons.tags, valid, heatmaps, tags, sizes, select=cfg.branch_free)
   return joints, scores, valid
 
 

@@ -77,17 +77,31 @@ def _add(c: Costs, db, dw, df, where) -> Costs:
                jnp.where(where, frac, c.frac))
 
 
+def branch(select: bool, pred, true_fn, false_fn, operand):
+  """`lax.cond(pred, true_fn, false_fn, operand)`, or with select=True both branches and a select.
+
+  select=True leaves no data-dependent branch in the graph (the export of the decoder to TFLite, whose
+  converter mis-wires an IF nested in a WHILE: see DecodeConfig.branch_free). The results are the same:
+  the branches are pure functions of `operand`.
+  """
+  if not select:
+    return jax.lax.cond(pred, true_fn, false_fn, operand)
+  t, f = true_fn(operand), false_fn(operand)
+  return jax.tree.map(lambda a, b: jnp.where(pred, a, b), t, f)
+
+
 def quantize_val(val: jax.Array) -> jax.Array:
   """round-half-even(val·2^19) as int32: the part of val that survives in munkres' 1e10-padded entries."""
   return jnp.round(val.astype(jnp.float32) * _ONE).astype(jnp.int32)
 
 
-def solve(costs: Costs, size) -> jax.Array:
+def solve(costs: Costs, size, select: bool = False) -> jax.Array:
   """munkres 1.1.4 on the top-left size×size block of `costs`.
 
   Args:
     costs: exact costs [M, M] (M = MAX_SIZE normally); entries outside the block are ignored.
     size: n (int32 scalar, 0..M), the size of the square problem.
+    select: no data-dependent branch in the graph (see `branch`); same result.
   Returns:
     row_to_col [M] int32: the column assigned to each row < n, −1 for rows ≥ n.
   """
@@ -156,7 +170,7 @@ def solve(costs: Costs, size) -> jax.Array:
       sign = rows - cols  # +1 covered row only, −1 uncovered column only, 0 both or neither
       return dict(s, c=_add(s['c'], sign * mb, sign * mw, sign * mf, valid), r0=zero_i, c0=zero_i)
 
-    return jax.lax.cond(found, prime, step6, s)
+    return branch(select, found, prime, step6, s)
 
   def augment(s):
     # Step 5, one link of the alternating path per iteration.
@@ -173,7 +187,7 @@ def solve(costs: Costs, size) -> jax.Array:
     return jax.tree.map(lambda a, b: jnp.where(ends, a, b), fin, cont)
 
   def body(s):
-    s = jax.lax.cond(s['phase'] == _SEARCH, search, augment, s)
+    s = branch(select, s['phase'] == _SEARCH, search, augment, s)
     return dict(s, it=s['it'] + 1)
 
   # Munkres needs O(n^3) work; the cap only guards against non-terminating garbage input.
@@ -192,12 +206,13 @@ def _finish(row_to_col, num_rows, num_cols):
   return jnp.where((idx < num_rows) & (row_to_col < num_cols), row_to_col, -1)
 
 
-def linear_sum_assignment(cost: jax.Array, num_rows, num_cols) -> jax.Array:
+def linear_sum_assignment(cost: jax.Array, num_rows, num_cols, select: bool = False) -> jax.Array:
   """Minimum-cost assignment of the top-left num_rows×num_cols block of `cost`, as munkres 1.1.4.
 
   Args:
     cost: [M, M] float costs (|cost| < 2^30; rounded to multiples of 2^-19).
     num_rows, num_cols: the block size (int scalars ≤ M).
+    select: no data-dependent branch in the graph (see `branch`); same result.
   Returns:
     row_to_col [M] int32: assigned column per row, −1 for unassigned rows (rows ≥ num_rows, or the
     rows left over when num_rows > num_cols).
@@ -209,7 +224,7 @@ def linear_sum_assignment(cost: jax.Array, num_rows, num_cols) -> jax.Array:
   frac = jnp.round((cost - whole) * _ONE).astype(jnp.int32)  # cost − floor(cost) is exact in float32
   whole, frac = _normalize(whole.astype(jnp.int32), frac)
   size = jnp.maximum(num_rows, num_cols)
-  return _finish(solve(Costs(jnp.zeros_like(whole), whole, frac), size), num_rows, num_cols)
+  return _finish(solve(Costs(jnp.zeros_like(whole), whole, frac), size, select), num_rows, num_cols)
 
 
 def grouping_costs(rounded: jax.Array, val: jax.Array, num_rows, num_cols) -> Costs:
@@ -232,12 +247,14 @@ def grouping_costs(rounded: jax.Array, val: jax.Array, num_rows, num_cols) -> Co
   return Costs(big, whole, frac)
 
 
-def assign_grouping(rounded: jax.Array, val: jax.Array, num_rows, num_cols) -> jax.Array:
-  """munkres 1.1.4's assignment for the grouping cost (see `grouping_costs`).
+def assign_grouping(rounded: jax.Array, val: jax.Array, num_rows, num_cols, select: bool = False
+                    ) -> jax.Array:
+  """munkres 1.1.4's assignment for the grouping cost (see `grouping_costs`); select: see `branch`.
 
   Returns:
     row_to_col [M] int32: person index for each candidate row, −1 where the row got a padding column
     (or is ≥ num_rows).
   """
   size = jnp.maximum(num_rows, num_cols)
-  return _finish(solve(grouping_costs(rounded, val, num_rows, num_cols), size), num_rows, num_cols)
+  return _finish(solve(grouping_costs(rounded, val, num_rows, num_cols), size, select), num_rows,
+                 num_cols)

@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from litepose_jax.decode import munkres
+
 _BIG_INDEX = int(np.iinfo(np.int32).max)
 _COL_SPAN = 1 << 15  # positions are packed as row·2^15 + col: the raster order of any map narrower than 2^15
 
@@ -141,15 +143,16 @@ def _search_blocks(hm, tg, mu, bound, b, k, top_blocks, block):
 
 
 def refine(joints: jax.Array, ptags: jax.Array, valid: jax.Array, heatmaps: jax.Array,
-           tags: jax.Array, sizes: jax.Array, block: int = 8, top_blocks: Tuple[int, int] = (8, 64)
-           ) -> jax.Array:
+           tags: jax.Array, sizes: jax.Array, block: int = 8, top_blocks: Tuple[int, int] = (8, 64),
+           select: bool = False) -> jax.Array:
   """See `refine_with_stats`; returns only the joints."""
-  return refine_with_stats(joints, ptags, valid, heatmaps, tags, sizes, block, top_blocks)[0]
+  return refine_with_stats(joints, ptags, valid, heatmaps, tags, sizes, block, top_blocks, select)[0]
 
 
 def refine_with_stats(joints: jax.Array, ptags: jax.Array, valid: jax.Array, heatmaps: jax.Array,
                       tags: jax.Array, sizes: jax.Array, block: int = 8,
-                      top_blocks: Tuple[int, int] = (8, 64)) -> Tuple[jax.Array, Dict[str, jax.Array]]:
+                      top_blocks: Tuple[int, int] = (8, 64), select: bool = False
+                      ) -> Tuple[jax.Array, Dict[str, jax.Array]]:
   """Fills missing joints: argmax over pixels of D[k] − round(‖Tg[k] − μ‖), kept when its value > 0.
 
   μ is the mean tag of the person's detected joints. Exact, but pruned (the authors' loop is ~85 % of
@@ -163,6 +166,8 @@ def refine_with_stats(joints: jax.Array, ptags: jax.Array, valid: jax.Array, hea
     joints: [B,S,K,3] adjusted persons; ptags: [B,S,K,L] their joints' tags; valid: [B,S].
     heatmaps: [B,K,H,W] (−inf outside the valid region); tags: [B,K,L,H,W]; sizes: [B,2] valid (h, w).
     block, top_blocks: pruning granularity (they change the speed, not the result).
+    select: no data-dependent branch in the graph (munkres.branch: the wider and whole-map searches run
+      always, their results are selected); same result.
   Returns:
     joints [B,S,K,3] with the missing joints of valid persons filled, and counts of the (person, joint)
     pairs searched: {'pairs', 'wider', 'whole_map'} (the latter two: not settled by the previous stage).
@@ -219,8 +224,8 @@ def refine_with_stats(joints: jax.Array, ptags: jax.Array, valid: jax.Array, hea
     return jax.lax.fori_loop(0, jnp.sum(todo), body, pos), todo
 
   stats = {'pairs': jnp.sum(need), 'wider': jnp.sum(todo)}
-  pos, todo = jax.lax.cond(jnp.any(todo), wider, lambda a: a, (pos, todo))
+  pos, todo = munkres.branch(select, jnp.any(todo), wider, lambda a: a, (pos, todo))
   stats['whole_map'] = jnp.sum(todo)
-  pos, todo = jax.lax.cond(jnp.any(todo), whole, lambda a: a, (pos, todo))
+  pos, todo = munkres.branch(select, jnp.any(todo), whole, lambda a: a, (pos, todo))
   pos = pos.reshape(need.shape)
   return _fill(joints, need, jnp.where(need, pos, 0), heatmaps, sizes), stats

@@ -30,12 +30,16 @@ from litepose_jax import checkpoint, models  # pylint: disable=g-import-not-at-t
 from litepose_jax.export import calibration, graphs, onnx, runner, tflite  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
-def _parse_shape(text: str) -> tuple[int, int]:
+def _parse_shape(text: str) -> list[tuple[int, int]]:
+  """'256x384' or '256x256,256x384,384x256' → [(h, w), ...]."""
   try:
-    h, w = (int(v) for v in text.lower().split('x'))
+    shapes = [tuple(int(v) for v in part.lower().split('x')) for part in text.split(',') if part.strip()]
+    if not shapes or any(len(hw) != 2 for hw in shapes):
+      raise ValueError
   except ValueError:
-    raise argparse.ArgumentTypeError(f'--input-shape must look like 256x384, got {text!r}') from None
-  return h, w
+    raise argparse.ArgumentTypeError(
+        f'--input-shape must look like 256x384 (or a list 256x256,256x384), got {text!r}') from None
+  return shapes
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,7 +49,9 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument('--with-decoder', action='store_true',
                  help='variant B: network + jitted decoder, fixed-shape people out')
   p.add_argument('--quantize', choices=tflite.QUANTIZE_MODES, default='none')
-  p.add_argument('--input-shape', type=_parse_shape, default=None, help='HxW (default: the architecture size)')
+  p.add_argument('--input-shape', type=_parse_shape, default=None,
+                 help='HxW (default: the architecture size); with --with-decoder a list H1xW1,H2xW2,... '
+                      'gives one signature per shape (default: square, 4:3 and 3:2 test-path shapes)')
   p.add_argument('--batch', type=int, default=1)
   p.add_argument('--calibration', default=None, help='int8: directory or glob of calibration images')
   p.add_argument('--calibration-images', type=int, default=64, help='int8: how many calibration images')
@@ -88,8 +94,16 @@ def export(args: argparse.Namespace) -> pathlib.Path:
                        '(or export --format=tflite --with-decoder)')
     impl = 'xla'  # the ONNX graph is written from the variables; the form only matters for the check
   loaded = checkpoint.load_model(args.ckpt, step=args.step, depthwise_impl=impl)
-  hw = args.input_shape or (None, None)
-  shape = graphs.input_shape(loaded, hw[0], hw[1], args.batch)
+  if args.input_shape and len(args.input_shape) > 1 and not args.with_decoder:
+    raise ValueError('several --input-shape values need --with-decoder (a network-only file is resized '
+                     'at run time, see docs/export.md)')
+  if args.input_shape:
+    shapes = [graphs.input_shape(loaded, h, w, args.batch) for h, w in dict.fromkeys(args.input_shape)]
+  elif args.with_decoder and args.format == 'tflite':
+    shapes = graphs.decoder_shapes(loaded, args.batch)
+  else:
+    shapes = [graphs.input_shape(loaded, None, None, args.batch)]
+  shape = shapes[0]
   make_fn = graphs.network_decoder_fn if args.with_decoder else graphs.network_fn
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
@@ -110,15 +124,59 @@ def export(args: argparse.Namespace) -> pathlib.Path:
                        '(e.g. tests/data/coco_mini/val2017)')
     files = calibration.find_images(args.calibration, limit=args.calibration_images)
     rep = [np.repeat(x, shape[0], 0) for x in calibration.representative_inputs(files, shape[1], shape[2])]
-  data = tflite.to_tflite(fn, shape, args.quantize, rep, extra_builtin_fallback=args.with_decoder)
-  data = tflite.add_metadata(data, graphs.file_info(loaded, shape, args.with_decoder, args.quantize))
-  out.write_bytes(data)
-  counts = tflite.op_counts(data)
-  print(f'wrote {out} ({len(data) / 1e6:.1f} MB), input images {shape} float32, quantize={args.quantize}')
-  print('ops: ' + ', '.join(f'{k} x{v}' for k, v in sorted(counts.items())))
-  if args.verify:
-    _verify(loaded, make_fn, shape, runner.TFLiteModel(out), 'LiteRT')
+  if len(shapes) > 1:
+    data = tflite.to_tflite_shapes(fn, shapes, args.quantize)
+  else:
+    data = tflite.to_tflite(fn, shape, args.quantize, rep, extra_builtin_fallback=args.with_decoder)
+  data = tflite.add_metadata(data, graphs.file_info(loaded, shape, args.with_decoder, args.quantize, shapes))
+  # Written next to `out` and renamed once it passed its check: a file that fails is never left as `out`.
+  tmp = out.with_name(f'.{out.name}.partial')
+  tmp.write_bytes(data)
+  try:
+    counts = tflite.op_counts(data)
+    what = ', '.join(f'{s[1]}x{s[2]}' for s in shapes)
+    print(f'{out}: {len(data) / 1e6:.1f} MB, input images {what} (batch {shape[0]}) float32, '
+          f'quantize={args.quantize}')
+    print('ops: ' + ', '.join(f'{k} x{v}' for k, v in sorted(counts.items())))
+    if args.verify:
+      _verify_tflite(tmp, loaded, make_fn, shapes, args.with_decoder)
+    tmp.replace(out)
+  finally:
+    tmp.unlink(missing_ok=True)
+  print(f'wrote {out}')
   return out
+
+
+def _verify_tflite(path: pathlib.Path, loaded, make_fn, shapes, with_decoder: bool) -> None:
+  """Runs the file once per input shape on a random input against the JAX function.
+
+  Raises ValueError when the file does not run, or (decoder files) finds other people than JAX.
+  Network files: the JAX side runs with the default depthwise implementation (XLA:CPU's native depthwise
+  conv, the one exported, is 20-100x slower on CPU; the same math in another form is a better check).
+  Decoder files: the JAX side runs the exported form: with the other form, float-level differences of
+  the maps move a joint to another pixel of a plateau (seen on constant images: 207 px, JAX against JAX).
+  """
+  net = runner.TFLiteModel(path)
+  if with_decoder:
+    reference = loaded
+  else:
+    reference = dataclasses.replace(loaded, model=models.create(loaded.meta['arch'],
+                                                                loaded.meta['num_keypoints']))
+  fn = jax.jit(make_fn(reference))
+  for shape in shapes:
+    x = np.random.RandomState(0).standard_normal(shape).astype(np.float32)
+    try:
+      got = net(x)
+    except ValueError as e:
+      raise ValueError(f'self-check failed: LiteRT cannot run the file at input {shape[1]}x{shape[2]} '
+                       f'({e}); not written') from None
+    want = {k: np.asarray(v) for k, v in fn(x).items()}
+    diffs = {k: float(np.abs(got[k].astype(np.float32) - want[k].astype(np.float32)).max()) for k in want}
+    print(f'LiteRT vs JAX on a random {shape[1]}x{shape[2]} input, max |diff|: '
+          + ', '.join(f'{k} {v:.3g}' for k, v in diffs.items()))
+    if with_decoder and not np.array_equal(got['valid'], want['valid']):
+      raise ValueError(f'self-check failed at input {shape[1]}x{shape[2]}: the file finds '
+                       f'{int(got["valid"].sum())} people, JAX {int(want["valid"].sum())}; not written')
 
 
 def main(argv=None) -> int:
@@ -126,7 +184,7 @@ def main(argv=None) -> int:
   try:
     export(args)
   except (ValueError, FileNotFoundError, tflite.ExportError, ImportError) as e:
-    print(f'error: {e}', file=sys.stderr)
+    print(f'error: {args.out}: {e}' if str(args.out) not in str(e) else f'error: {e}', file=sys.stderr)
     return 1
   return 0
 

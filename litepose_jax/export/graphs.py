@@ -11,6 +11,8 @@ folds them into constants (and BatchNorm into the convolutions).
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Callable, Dict, Optional
 
 import jax
@@ -79,12 +81,14 @@ def network_decoder_fn(loaded: checkpoint.LoadedModel, decode_config: Optional[d
 
   Args:
     loaded: the model (load with depthwise_impl='tflite' or 'xla', see `network_fn`).
-    decode_config: a decode.DecodeConfig (default: the authors' settings for the keypoint set).
+    decode_config: a decode.DecodeConfig (default: the authors' settings for the keypoint set). It is
+      traced with branch_free=True whatever it says: TFLite mis-converts the solver's IF inside the
+      grouping's WHILE (see DecodeConfig.branch_free); the people are the same.
   """
   model = loaded.model
   variables = jax.tree.map(np.asarray, loaded.variables)
   keypoint_set = loaded.keypoint_set
-  cfg = decode_config or decode.DecodeConfig.create(keypoint_set)
+  cfg = dataclasses.replace(decode_config or decode.DecodeConfig.create(keypoint_set), branch_free=True)
 
   def forward(images: jax.Array) -> Dict[str, jax.Array]:
     apply_fn = lambda x: model.apply(variables, x, train=False)
@@ -96,9 +100,27 @@ def network_decoder_fn(loaded: checkpoint.LoadedModel, decode_config: Optional[d
   return forward
 
 
+def decoder_shapes(loaded: checkpoint.LoadedModel, batch: int = 1) -> list[tuple[int, int, int, int]]:
+  """The default input shapes of a decoder file: the test-path shapes of square, 4:3 and 3:2 images.
+
+  `inference.resize_align` maps the short side to the input size s and rounds the long side up to a
+  multiple of 64: at s = 256, 1:1 → 256x256, 4:3 (640x480) → 256x384, 3:2 (640x426) → 256x448, and the
+  same in portrait: 5 signatures. Other aspects: --input_shape.
+  """
+  s = int(loaded.model.arch.img_size)
+  shapes = [(s, s)]
+  for aspect in (4 / 3, 640 / 426):
+    long = int(math.ceil(s * aspect / 64) * 64)
+    shapes += [(s, long), (long, s)]
+  return [input_shape(loaded, h, w, batch) for h, w in dict.fromkeys(shapes)]
+
+
 def file_info(loaded: checkpoint.LoadedModel, shape: tuple[int, int, int, int], with_decoder: bool,
-              quantize: str) -> dict:
-  """What an exported file needs to be run without the checkpoint (stored as its metadata JSON)."""
+              quantize: str, shapes: Optional[list] = None) -> dict:
+  """What an exported file needs to be run without the checkpoint (stored as its metadata JSON).
+
+  shapes: every input shape the file has a signature for (default: [shape]).
+  """
   return {
       'format': 'litepose-export/1',
       'variant': 'network+decoder' if with_decoder else 'network',
@@ -107,6 +129,7 @@ def file_info(loaded: checkpoint.LoadedModel, shape: tuple[int, int, int, int], 
       'keypoints': loaded.keypoint_set.name,
       'input_size': int(loaded.model.arch.img_size),  # the test path's short side
       'input_shape': [int(v) for v in shape],
+      'input_shapes': [[int(v) for v in s] for s in (shapes or [shape])],
       'quantize': quantize,
       # The LiteRT CPU path the graph is laid out for ('xnnpack' | 'builtin'), from the model's form.
       'kernels': 'xnnpack' if loaded.model.depthwise_impl == KERNEL_LAYOUTS['xnnpack'] else 'builtin',

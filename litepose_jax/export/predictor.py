@@ -88,9 +88,10 @@ class TFLitePredictor:
   def _run(self, x: np.ndarray):
     """x [1,h',w',3] → keypoints [1,S,K,3] at input resolution, scores [1,S], valid [1,S] bool."""
     if self.variant == 'network+decoder':
-      if tuple(x.shape) != self.net.exported_shape:
-        raise ValueError(f'{self._path} was exported for input {self.net.exported_shape[1:3]}; this image '
-                         f'needs {x.shape[1:3]} (export one file per input shape: --input-shape='
+      if tuple(x.shape) not in self.net.shapes:
+        have = ','.join(f'{s[1]}x{s[2]}' for s in self.net.shapes)
+        raise ValueError(f'{self._path} holds the decoder for inputs {have}; this image needs '
+                         f'{x.shape[1]}x{x.shape[2]} (export with --input_shape={have},'
                          f'{x.shape[1]}x{x.shape[2]})')
       out = self.net(x)
       return out['keypoints'], out['scores'], out['valid'].astype(bool)

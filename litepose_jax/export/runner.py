@@ -10,6 +10,8 @@ the XNNPACK delegate (LiteRT's default CPU path, on here unless xnnpack=False) t
 LitePose network; LiteRT's builtin kernels keep TRANSPOSE_CONV's output shape from the file, and a RESHAPE
 with a constant shape (the decoder; a reshape-based sub-pixel deconv) pins the shape for every runtime.
 A refusal is reported as an error naming the exported shape. Export at the shape you run to be safe.
+A file with several signatures (`tflite.to_tflite_shapes`, the decoder variant exported for several
+shapes) runs each input on the signature of its exact shape; other shapes go through the resize above.
 No TensorFlow import: this runs on a device with only ai-edge-litert.
 """
 
@@ -33,7 +35,8 @@ class TFLiteModel:
 
   Attributes:
     path: the file (None when built from bytes).
-    exported_shape: the input shape stored in the file, (B, H, W, 3).
+    exported_shape: the input shape stored in the file, (B, H, W, 3) (of the default signature).
+    shapes: every input shape the file holds a signature for (exported_shape first).
     output_names: the signature's output names.
     metadata: the file's 'litepose' metadata (graphs.file_info: keypoint set, input size, variant, ...),
       or None for a file written without it.
@@ -79,6 +82,17 @@ class TFLiteModel:
     self.output_names = tuple(sorted(self._outputs))
     self.exported_shape = tuple(int(v) for v in inputs[INPUT_NAME]['shape'])
     self._shape = None
+    # A multi-shape file: every signature, input shape → signature runner (the default first).
+    self._runners = {}
+    keys = list(self._interp.get_signature_list())
+    for key in sorted(keys, key=lambda k: k != SIGNATURE):  # the default first
+      if len(keys) == 1:
+        break  # one signature: the interpreter's own tensors (resizable, see the module doc)
+      runner = self._interp.get_signature_runner(key)
+      details = runner.get_input_details()
+      if set(details) == {INPUT_NAME}:
+        self._runners.setdefault(tuple(int(v) for v in details[INPUT_NAME]['shape']), runner)
+    self.shapes = (self.exported_shape,) + tuple(k for k in self._runners if k != self.exported_shape)
     self.metadata = tflite.read_metadata(data)
 
   def _prepare(self, shape: Tuple[int, ...]) -> None:
@@ -106,6 +120,15 @@ class TFLiteModel:
     images = np.ascontiguousarray(images, np.float32)
     if images.ndim != 4 or images.shape[-1] != self.exported_shape[-1]:
       raise ValueError(f'{self._where}: expected images [B,H,W,{self.exported_shape[-1]}], got shape {images.shape}')
+    if tuple(images.shape) in self._runners:
+      try:
+        return dict(self._runners[tuple(images.shape)](**{INPUT_NAME: images}))
+      except RuntimeError as e:
+        raise ValueError(f'{self._where}: inference on input {images.shape} failed: {e}') from e
+    if self._runners:  # a multi-shape file: the interpreter's own tensors need not be the default's
+      have = ', '.join(f'{s[1]}x{s[2]} (batch {s[0]})' for s in self.shapes)
+      raise ValueError(f'{self._where} holds inputs {have}; got {images.shape[1]}x{images.shape[2]} '
+                       f'(batch {images.shape[0]})')
     self._prepare(tuple(images.shape))
     self._interp.set_tensor(self._input, images)
     try:

@@ -217,3 +217,53 @@ def read_metadata(model: bytes) -> Optional[dict]:
     if (entry.Name() or b'').decode() == METADATA_NAME:
       return json.loads(m.Buffers(entry.Buffer()).DataAsNumpy().tobytes().decode())
   return None
+
+
+def signature_key(shape: Sequence[int]) -> str:
+  """The signature name of one input shape in a multi-shape file: 'hw_256x384' (batch 1) or 'hw_2x256x384'."""
+  b, h, w = (int(v) for v in shape[:3])
+  return f'hw_{h}x{w}' if b == 1 else f'hw_{b}x{h}x{w}'
+
+
+def to_tflite_shapes(fn: Callable, input_shapes: Sequence[Sequence[int]], quantize: str = 'none') -> bytes:
+  """Converts `fn` for several static input shapes into ONE file: one signature per shape.
+
+  The first shape is the 'serving_default' signature (what single-shape readers run), every shape also
+  has its own `signature_key(shape)`. The weights are stored once (the converter de-duplicates the
+  constant buffers: the tiny model's decoder file grows 3.07 → 3.30 MB for a second shape), each
+  signature has its own graph. Used for the decoder variant, whose reshapes hold the map size, so
+  `resize_tensor_input` cannot serve another shape. 'none' and 'fp16' only (int8 does not convert the
+  decoder, see docs/export.md).
+
+  Raises:
+    ValueError: unknown or int8 quantize mode, no or repeated shapes.
+    ExportError: the converter failed.
+  """
+  if quantize not in ('none', 'fp16'):
+    raise ValueError(f'a file with several input shapes supports quantize none or fp16, got {quantize!r}')
+  shapes = [tuple(int(v) for v in s) for s in input_shapes]
+  if not shapes or len(set(shapes)) != len(shapes):
+    raise ValueError(f'need distinct input shapes, got {shapes}')
+  tf = _tf()
+  import tempfile  # pylint: disable=g-import-not-at-top
+  from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
+  with _stablehlo_target(), tempfile.TemporaryDirectory() as tmp:
+    module = tf.Module()
+    signatures = {}
+    for i, shape in enumerate(shapes):
+      f = tf.function(jax2tf.convert(fn, with_gradient=False), autograph=False,
+                      input_signature=[tf.TensorSpec(list(shape), tf.float32, name=INPUT_NAME)])
+      setattr(module, f'serve_{i}', f)
+      signatures[SIGNATURE if i == 0 else signature_key(shape)] = f.get_concrete_function()
+    # A SavedModel carries named signatures to the converter (from_concrete_functions names them all
+    # after the converted function and keeps one).
+    tf.saved_model.save(module, tmp, signatures=signatures)
+    converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=list(signatures))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize == 'fp16':
+      converter.optimizations = [tf.lite.Optimize.DEFAULT]
+      converter.target_spec.supported_types = [tf.float16]
+    try:
+      return converter.convert()
+    except Exception as e:  # pylint: disable=broad-except
+      raise ExportError(f'TFLite conversion ({quantize}) failed:\n  {_short_error(e)}') from e
