@@ -34,7 +34,7 @@ def create_model(config) -> models.LitePose:
   return models.create(config.model.arch, keypoint_set(config).num_keypoints, dtype=config.model.dtype,
                        depthwise_impl=config.model.depthwise_impl,
                        final_init_scale=config.model.final_init_scale,
-                       bn_group_size=int(config.model.get('bn_group_size', 0)))
+                       bn_group_size=int(config.model.bn_group_size))
 
 
 _AUTHORS_FILES = ('.pth', '.tar', '.npz', '.pt')

@@ -11,7 +11,7 @@ from litepose_jax import from_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # `config.<section>.<key>` (or `config.<key>`), and local aliases of a section: `ds = config.dataset`.
-_READ = re.compile(r'(?<![\w.])config\.(\w+)(?:\.(\w+))?')
+_READ = re.compile(r'(?<![\w.-])config\.(\w+)(?:\.(\w+))?')
 _ALIAS = re.compile(r'^\s*(\w+) = config\.(\w+)\s*$', re.M)
 # Functions that receive a section under a parameter name (train/optim.py takes config.optimizer as `opt`).
 _SECTION_PARAMS = {'train/optim.py': {'opt': 'optimizer'}}

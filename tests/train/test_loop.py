@@ -135,11 +135,11 @@ def test_uninterrupted_run_logs_learns_and_keeps_ema(runs):
 def test_sigterm_saves_exits_zero_and_resumes_exactly(runs):
   rc, out = runs['out']['B']
   assert rc == 0, out[-3000:]
-  assert 'RESULT {"step": 3, "preempted": true}' in out
+  assert 'RESULT {"step": 3, "preempted": true,' in out
   assert runs['out']['B_steps'] == [3]       # the preemption save, not a periodic one (every 4)
   rc, out = runs['out']['C']
   assert rc == 0, out[-3000:]
-  assert 'RESULT {"step": 8, "preempted": false}' in out
+  assert 'RESULT {"step": 8, "preempted": false,' in out
   _assert_same_state(_state(runs['work']['A'], 8), _state(runs['work']['B'], 8), 1e-6)
   assert _records(runs['dir'] / 'B.rec') == _records(runs['dir'] / 'A.rec')
 
