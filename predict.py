@@ -157,5 +157,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  from litepose_jax import cli  # pylint: disable=g-import-not-at-top
-  app.run(main, flags_parser=cli.parse_flags)
+  app.run(main, flags_parser=runtime.parse_flags)

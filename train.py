@@ -28,15 +28,14 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   from litepose_jax import runtime  # pylint: disable=g-import-not-at-top
   runtime.setup(distributed=FLAGS.distributed, log_info=True)
-  from litepose_jax import cli  # pylint: disable=g-import-not-at-top
   from litepose_jax.train import loop  # pylint: disable=g-import-not-at-top
   try:
     result = loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except FloatingPointError as e:   # every process sees the same metrics: all stop here, together
     logging.error('%s', e)
     sys.exit(1)
-  except cli.INPUT_ERRORS as e:  # data / config problems: one line, no traceback
-    sys.exit(cli.fail(e))
+  except runtime.INPUT_ERRORS as e:  # data / config problems: one line, no traceback
+    sys.exit(runtime.fail(e))
   except Exception as e:  # pylint: disable=broad-except
     import jax  # pylint: disable=g-import-not-at-top
     if jax.process_count() > 1:
@@ -49,5 +48,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  from litepose_jax import cli  # pylint: disable=g-import-not-at-top
-  app.run(main, flags_parser=cli.parse_flags)
+  from litepose_jax import runtime  # pylint: disable=g-import-not-at-top
+  app.run(main, flags_parser=runtime.parse_flags)

@@ -81,8 +81,8 @@ def worker(args) -> None:
   every stdin line 'N' with one JSON line {"times_ms": [N timings]}; an empty line ends it."""
   size = SIZES[args.arch]
   if args.worker == 'jax':
-    from litepose_jax import host_tuning  # pylint: disable=g-import-not-at-top
-    host_tuning.configure()  # as predict.py / evaluate.py, before JAX's first computation
+    from litepose_jax import runtime  # pylint: disable=g-import-not-at-top
+    runtime.tune_host()  # as predict.py / evaluate.py, before JAX's first computation
     import jax  # pylint: disable=g-import-not-at-top
     model, variables = _model(args.arch, 'auto')
     x = jax.numpy.asarray(_input(args.batch, size, 'nhwc'))

@@ -13,7 +13,7 @@ first use (module __getattr__).
 
 __version__ = '0.1.0'
 
-_LAZY = {'PoseEstimator': 'litepose_jax.api', 'People': 'litepose_jax.api', 'Tracker': 'litepose_jax.track'}
+_LAZY = {'PoseEstimator': 'litepose_jax.inference.api', 'People': 'litepose_jax.inference.api', 'Tracker': 'litepose_jax.inference.track'}
 
 
 def __getattr__(name):

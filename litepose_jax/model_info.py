@@ -81,8 +81,8 @@ def main(argv=None) -> int:
   try:
     model = models.create(args.arch, args.num_keypoints)
   except (ValueError, FileNotFoundError, KeyError, OSError) as e:
-    from litepose_jax import cli  # pylint: disable=g-import-not-at-top
-    return cli.fail(e, where=f'--arch {args.arch}')
+    from litepose_jax import runtime  # pylint: disable=g-import-not-at-top
+    return runtime.fail(e, where=f'--arch {args.arch}')
   info = count(model, args.size or None, args.size or None)
   if args.json:
     print(json.dumps({k: info[k] for k in ('params', 'macs', 'macs_published', 'output_shapes')}))

@@ -41,7 +41,7 @@ class PoseEstimator:
   """
 
   def __init__(self, predictor, video: bool = False, min_score: float = 0.0):
-    from litepose_jax import track  # pylint: disable=g-import-not-at-top
+    from litepose_jax.inference import track  # pylint: disable=g-import-not-at-top
     self.predictor = predictor
     self.keypoint_set = predictor.keypoint_set
     self.video = video
@@ -80,7 +80,7 @@ class PoseEstimator:
   def __call__(self, image) -> People:
     """People in one RGB uint8 image [h,w,3] (or an image file path); with video=True, tracked."""
     if isinstance(image, (str, os.PathLike)):
-      from litepose_jax import inference  # pylint: disable=g-import-not-at-top
+      from litepose_jax.inference import predictor as inference  # pylint: disable=g-import-not-at-top
       image = inference.read_rgb(image)
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:

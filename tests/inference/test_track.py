@@ -7,7 +7,7 @@ shuffled order, some dropped), so an id switch is a change of track id along one
 import numpy as np
 
 from litepose_jax import keypoints as kp_lib
-from litepose_jax import track
+from litepose_jax.inference import track
 
 # A stick figure in CrowdPose joint order around (0, 0), ~100 px tall: shoulders, elbows, wrists, hips,
 # knees, ankles (left/right), head, neck.
