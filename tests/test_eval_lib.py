@@ -7,73 +7,19 @@ pycocotools on the written results, and the ground-truth json read with the json
 import json
 
 import cv2
-import jax
 import numpy as np
 import pytest
 
 from configs import common
 from litepose_jax import convert
-from litepose_jax import decode
 from litepose_jax import eval_lib
 from litepose_jax import evaluation
-from litepose_jax import inference
 from litepose_jax import keypoints as kp_lib
 from litepose_jax import models
 from litepose_jax.train import loop
+from tests import eval_support
 
 KS = kp_lib.get('crowdpose')
-
-
-def _sample_config(data_dir):
-  config = common.get_config('xs', 'crowdpose')
-  config.dataset.name = 'coco_json'
-  config.dataset.ann_file = str(data_dir / 'crowdpose_sample' / 'test_crowdpose.json')
-  config.dataset.image_dir = str(data_dir / 'crowdpose_sample')
-  config.eval.batch_size = 1
-  config.input.tf_threads = 1
-  return config
-
-
-class _PerfectNetwork:
-  """The test path with a perfect network: for each image, Gaussian heatmap peaks at its GT joints (the
-  annotation json, mapped to network-input pixels with the spec e.10 formula) and one tag value per person,
-  then the real decoder and back-projection. shift = (image id, person, dx) moves one person's joints dx
-  input pixels to the right."""
-
-  def __init__(self, ann_file, shift=(None, None, 0.0)):
-    data = json.loads(open(ann_file).read())
-    self.people = {im['id']: [] for im in data['images']}
-    for a in data['annotations']:
-      if not a.get('iscrowd') and a['num_keypoints'] > 0:
-        self.people[a['image_id']].append(np.reshape(a['keypoints'], (-1, 3)).astype(np.float64))
-    self.shift = shift
-    cfg = decode.DecodeConfig.create(KS)
-    self._parse = jax.jit(lambda heat, tags: decode.parse_maps(heat, tags, cfg))
-
-  def maps(self, image_id, center, scale, hw):
-    h, w = hw
-    heat = np.zeros((KS.num_keypoints, h, w), np.float32)
-    tags = np.zeros((KS.num_keypoints, 1, h, w), np.float32)
-    yy, xx = np.mgrid[0:h, 0:w]
-    f = w / (scale[0] * 200.0)
-    for p, kp in enumerate(self.people.get(image_id, [])):
-      for k in np.flatnonzero(kp[:, 2] > 0):
-        x = (kp[k, 0] - center[0]) * f + w / 2.0 + (self.shift[2] if self.shift[:2] == (image_id, p) else 0)
-        y = (kp[k, 1] - center[1]) * f + h / 2.0
-        # The decoder reports a peak pixel i at i + 0.5 (± a quarter towards the higher neighbour).
-        g = np.exp(-((xx - (x - 0.5))**2 + (yy - (y - 0.5))**2) / (2 * 1.5**2))
-        tags[k, 0] = np.where(g > heat[k], 10.0 * (p + 1), tags[k, 0])
-        heat[k] = np.maximum(heat[k], g)
-    return heat, tags
-
-  def predict_batch(self, batch, variables=None):
-    del variables
-    hw = batch['image'].shape[1:3]
-    heat, tags = map(np.stack, zip(*[self.maps(int(i), c, s, hw) for i, c, s in
-                                     zip(batch['image_id'], batch['center'], batch['scale'])]))
-    kp, scores, valid = self._parse(heat, tags)
-    kp = inference.to_image(kp, batch['center'], batch['scale'], hw)
-    return np.asarray(kp), np.asarray(scores), np.asarray(valid)
 
 
 def _pycocotools_ap(ann_file, results):
@@ -81,10 +27,10 @@ def _pycocotools_ap(ann_file, results):
 
 
 def test_perfect_maps_score_ap_1_and_the_worst_images_are_drawn(data_dir, tmp_path):
-  config = _sample_config(data_dir)
+  config = eval_support.sample_config(data_dir)
   ann_file = config.dataset.ann_file
   gt = eval_lib.ground_truth(config)
-  net = _PerfectNetwork(ann_file)
+  net = eval_support.PerfectNetwork(ann_file)
   evaluator = evaluation.KeypointEvaluator(gt, KS)
   result = eval_lib.run(net, eval_lib.eval_batches(config, 256), evaluator, num_worst=2, progress=False)
   assert result.timing['images'] == 2
@@ -108,10 +54,10 @@ def test_perfect_maps_score_ap_1_and_the_worst_images_are_drawn(data_dir, tmp_pa
 
 def test_a_misplaced_person_lowers_ap_and_ranks_its_image_worst(data_dir):
   """The negative control: one person of 106848 drawn 12 input px (20 image px) to the right."""
-  config = _sample_config(data_dir)
+  config = eval_support.sample_config(data_dir)
   ann_file = config.dataset.ann_file
   evaluator = evaluation.KeypointEvaluator(ann_file, KS)
-  net = _PerfectNetwork(ann_file, shift=(106848, 0, 12.0))
+  net = eval_support.PerfectNetwork(ann_file, shift=eval_support.SHIFTED)
   result = eval_lib.run(net, eval_lib.eval_batches(config, 256), evaluator, num_worst=2, progress=False)
   assert result.metrics['AP'] < 0.95
   assert result.metrics == pytest.approx(_pycocotools_ap(ann_file, evaluator.results()))
@@ -128,10 +74,10 @@ def test_a_misplaced_person_lowers_ap_and_ranks_its_image_worst(data_dir):
 
 
 def test_max_images_scores_the_evaluated_images_only(data_dir):
-  config = _sample_config(data_dir)
+  config = eval_support.sample_config(data_dir)
   ann_file = config.dataset.ann_file
   evaluator = evaluation.KeypointEvaluator(ann_file, KS)
-  result = eval_lib.run(_PerfectNetwork(ann_file), eval_lib.eval_batches(config, 256), evaluator,
+  result = eval_lib.run(eval_support.PerfectNetwork(ann_file), eval_lib.eval_batches(config, 256), evaluator,
                         max_images=1, progress=False)
   assert result.timing['images'] == 1 and len({r['image_id'] for r in evaluator.results()}) == 1
   assert result.metrics['AP'] == 1.0  # the other image's people are not counted as missed
@@ -153,7 +99,7 @@ def test_image_quality_extremes(data_dir):
 
 
 def test_split_settings_are_checked_before_any_model(data_dir, tmp_path):
-  config = _sample_config(data_dir)
+  config = eval_support.sample_config(data_dir)
   config.eval.scales = (1.0, 0.5)
   with pytest.raises(ValueError, match='single-scale'):
     eval_lib.ground_truth(config)

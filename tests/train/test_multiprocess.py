@@ -222,3 +222,36 @@ def test_launcher_ends_the_others_and_prefixes_output():
   assert text.startswith('launching 2 processes')
   assert '[0] id 0 2 gloo' in text and '[1] id 1 2 gloo' in text
   assert 'launch: process 1 exited with status 3; ending the others' in text
+
+
+def test_evaluation_on_two_processes_equals_one_at_a_nontrivial_ap(data_dir):
+  """eval_lib.run on 2 processes (each decodes its slice of every global batch of 2 images, predictions and
+  worst images gathered) equals 1 process, at an AP strictly between 0 and 1: the perfect network of
+  tests/eval_support.py with one person misplaced (the training chain above compares AP ~0 only, but on
+  batches that both processes share)."""
+  from litepose_jax import eval_lib, evaluation  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from tests import eval_support  # pylint: disable=g-import-not-at-top
+  config = eval_support.sample_config(data_dir, batch_size=2)
+  evaluator = evaluation.KeypointEvaluator(config.dataset.ann_file, eval_support.KS)
+  one = eval_lib.run(eval_support.PerfectNetwork(config.dataset.ann_file, shift=eval_support.SHIFTED),
+                     eval_lib.eval_batches(config, 256), evaluator, num_worst=2, progress=False)
+  run = subprocess.run([sys.executable, '-m', 'litepose_jax.launch', '--num_processes=2', '-m',
+                        'tests.eval_support', f'--data_dir={data_dir}', '--batch_size=2', '--shift'],
+                       cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+  two = _results(run.stdout + run.stderr)
+  assert sorted(two) == [0, 1]
+  print(f'AP 1 process {one.metrics["AP"]:.6f}, 2 processes {two[0]["metrics"]["AP"]:.6f} / '
+        f'{two[1]["metrics"]["AP"]:.6f}')
+  assert 0.2 < one.metrics['AP'] < 0.95
+  # The two sample images have different input shapes, so each global batch holds one of them (padded):
+  # process 0 decodes both, process 1 padding only; the training chain above splits equal-shape batches.
+  assert sorted(two[0]['local_images'] + two[1]['local_images']) == [103319, 106848]
+  for p in (0, 1):
+    assert two[p]['images'] == 2
+    assert two[p]['metrics'] == pytest.approx(one.metrics, abs=1e-9)
+    assert two[p]['worst'] == [int(w.image_id) for w in one.worst] == [106848, 103319]
+    r1 = sorted(evaluator.results(), key=lambda r: (r['image_id'], -r['score']))
+    r2 = sorted(two[p]['results'], key=lambda r: (r['image_id'], -r['score']))
+    assert [r['image_id'] for r in r1] == [r['image_id'] for r in r2]
+    np.testing.assert_allclose([r['keypoints'] for r in r2], [r['keypoints'] for r in r1], atol=1e-4)
