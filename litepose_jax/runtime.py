@@ -226,7 +226,9 @@ def one_line(e: BaseException) -> str:
   text = text.replace('\\n', ' ').replace("\\'", "'")
   text = re.sub(r'\s+', ' ', text).strip()
   text = re.sub(r"^'?'([^']+)'?'? (Did you mean)", r"no such key '\1'. \2", text)  # ml_collections
-  return text.rstrip("'") or type(e).__name__
+  if text.endswith("'") and text.count("'") % 2:   # an unbalanced closing quote (ml_collections' repr)
+    text = text[:-1]
+  return text or type(e).__name__
 
 
 def fail(e: BaseException, where: str | None = None, code: int = 1) -> int:
