@@ -249,7 +249,10 @@ def parse_flags(argv):
   try:
     return flags.FLAGS(argv)
   except (flags.Error, *INPUT_ERRORS) as e:
-    bad = [a.split('=')[0] for a in argv[1:] if a.startswith('--config.')]
+    overrides = [a.split('=')[0] for a in argv[1:] if a.startswith('--config.')]
+    # The override the message is about: the one whose last key it names (else the first).
+    named = [a for a in overrides if re.search(rf"\b{re.escape(a.split('.')[-1])}\b", str(e))]
+    bad = named[-1:] or overrides[:1]
     where = bad[0] if bad and not isinstance(e, flags.Error) else None
     sys.exit(fail(e, where=where, code=2))
 
