@@ -19,7 +19,7 @@ file loads for both or fails for both, with the same message. The rules:
               the labelled joints so repaired.
   bbox        missing or not 4 finite numbers: the extent of the labelled joints (0-size when none).
 
-Legend (docs/shapes.md): P persons, K joints.
+Legend (docs/shapes.md): G ground-truth people (annotations) of the file, K joints.
 """
 
 from __future__ import annotations
@@ -150,14 +150,14 @@ class KeypointFile:
 
 
 def _check_images(data: Any, source: str, need_files: bool) -> List[Mapping]:
-  if not isinstance(data, Mapping) or not isinstance(data.get('images'), list):
+  if not isinstance(data, dict) or not isinstance(data.get('images'), list):
     raise DataError(f"{source}: not a COCO-format file (expected an object with an 'images' list)")
   if not isinstance(data.get('annotations', []), list):
     raise DataError(f"{source}: 'annotations' must be a list")
   required = ('id', 'file_name', 'height', 'width') if need_files else ('id',)
   seen = set()
   for i, im in enumerate(data['images']):
-    missing = [key for key in required if not isinstance(im, Mapping) or key not in im]
+    missing = [key for key in required if not isinstance(im, dict) or key not in im]
     if missing:
       raise DataError(f'{source}: images[{i}] lacks {missing}')
     if not isinstance(im['id'], int) or isinstance(im['id'], bool):
@@ -176,7 +176,7 @@ def keypoint_categories(data: Mapping, source: str,
   cats = data.get('categories') or []
   if not isinstance(cats, list):
     raise DataError(f"{source}: 'categories' must be a list")
-  cats = [c for c in cats if isinstance(c, Mapping)]
+  cats = [c for c in cats if isinstance(c, dict)]
   for i, c in enumerate(cats):
     if not isinstance(c.get('id'), int):
       raise DataError(f"{source}: categories[{i}] has id {c.get('id')!r}, expected an integer")
@@ -227,7 +227,7 @@ def parse(source: Union[str, os.PathLike, Mapping], keypoint_set: Union[kp_lib.K
   by_image = collections.defaultdict(list)
   annotated, others = set(), 0
   for i, a in enumerate(data.get('annotations', [])):
-    if not isinstance(a, Mapping) or 'image_id' not in a:
+    if not isinstance(a, dict) or 'image_id' not in a:
       raise DataError(f'{name}: annotations[{i}] is not an object with an image_id')
     annotated.add(a['image_id'])
     if a.get('category_id', default) not in ids:
@@ -243,11 +243,11 @@ def parse(source: Union[str, os.PathLike, Mapping], keypoint_set: Union[kp_lib.K
 
 @dataclasses.dataclass
 class Persons:
-  """The annotations of one list stacked (P persons, K joints), NaN joints repaired (module doc).
+  """A list of annotations stacked (G people, K joints), NaN joints repaired (module doc).
 
-  keypoints [P,K,3] float64; bbox [P,4] float64 (x, y, w, h); area [P] float64 (NaN where the json has
-  none); iscrowd [P] bool; num_keypoints [P] int64; repaired [P] int64 labelled joints set unlabelled;
-  rebuilt_bbox [P] bool: the bbox is the joints' extent.
+  keypoints [G,K,3] float64; bbox [G,4] float64 (x, y, w, h); area [G] float64 (NaN where the json has
+  none); iscrowd [G] bool; num_keypoints [G] int64; repaired [G] int64 labelled joints set unlabelled;
+  rebuilt_bbox [G] bool: the bbox is the joints' extent.
   """
   keypoints: np.ndarray
   bbox: np.ndarray
@@ -271,6 +271,23 @@ def _floats(kf: KeypointFile, items: List[Tuple[int, Mapping]]) -> np.ndarray:
     raise
 
 
+def _boxes(raw: list) -> np.ndarray:
+  """[G,4] float64 boxes; NaN rows where a bbox is missing or not 4 numbers."""
+  try:
+    boxes = np.asarray(raw, np.float64)
+    if boxes.shape == (len(raw), 4):
+      return boxes
+  except (TypeError, ValueError):
+    pass
+  boxes = np.full((len(raw), 4), np.nan)
+  for i, box in enumerate(raw):
+    try:
+      boxes[i] = np.asarray(box, np.float64).reshape(4)
+    except (TypeError, ValueError):
+      pass
+  return boxes
+
+
 def person_arrays(kf: KeypointFile, items: List[Tuple[int, Mapping]]) -> Persons:
   """Stacks annotations whose keypoint count was checked (`keypoint_count_error`) into Persons.
 
@@ -278,32 +295,27 @@ def person_arrays(kf: KeypointFile, items: List[Tuple[int, Mapping]]) -> Persons
     DataError: a keypoint value is not a number (the message names the annotation).
   """
   kps = _floats(kf, items)
-  finite = np.isfinite(kps).all(-1)   # [P,K]
+  finite = np.isfinite(kps).all(-1)   # [G,K]
   labelled = np.nan_to_num(kps[..., 2]) > 0
   repaired = (labelled & ~finite).sum(-1)
   kps[~finite] = 0.0   # a joint without a usable position is an unlabelled joint
   labelled = kps[..., 2] > 0
-  boxes, rebuilt = [], []
-  for (_, a), kp, lab in zip(items, kps, labelled):
-    box = a.get('bbox')
-    ok = isinstance(box, (list, tuple)) and len(box) == 4 and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)
-    if not ok:
-      pts = kp[lab, :2]
-      box = ([pts[:, 0].min(), pts[:, 1].min(), np.ptp(pts[:, 0]), np.ptp(pts[:, 1])] if len(pts)
-             else [0.0, 0.0, 0.0, 0.0])
-    boxes.append([float(v) for v in box])
-    rebuilt.append(not ok)
+  boxes = _boxes([a.get('bbox') for _, a in items])
+  rebuilt = ~np.isfinite(boxes).all(-1)
+  for i in np.flatnonzero(rebuilt):   # the labelled joints' extent
+    pts = kps[i][labelled[i], :2]
+    boxes[i] = ([pts[:, 0].min(), pts[:, 1].min(), np.ptp(pts[:, 0]), np.ptp(pts[:, 1])] if len(pts)
+                else [0.0, 0.0, 0.0, 0.0])
   areas = [float(a['area']) if isinstance(a.get('area'), (int, float)) and math.isfinite(a['area'])
            else math.nan for _, a in items]
   num_kp = [max(0, a['num_keypoints'] - int(r)) if isinstance(a.get('num_keypoints'), int) else int(n)
             for (_, a), r, n in zip(items, repaired, labelled.sum(-1))]
   return Persons(
       keypoints=kps,
-      bbox=np.asarray(boxes, np.float64).reshape(-1, 4),
+      bbox=boxes,
       area=np.asarray(areas, np.float64),
       iscrowd=np.asarray([bool(a.get('iscrowd', 0)) for _, a in items], bool),
       num_keypoints=np.asarray(num_kp, np.int64),
       repaired=np.asarray(repaired, np.int64).reshape(-1),
-      rebuilt_bbox=np.asarray(rebuilt, bool),
+      rebuilt_bbox=rebuilt,
   )

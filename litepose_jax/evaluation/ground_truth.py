@@ -89,26 +89,37 @@ def load_ground_truth(gt: GtSource, keypoint_set: Union[str, kp_lib.KeypointSet,
   kf = coco_format.parse(gt, keypoint_set)
   summary = coco_format.LoadSummary(source=kf.source,
                                     other_category_annotations=kf.other_category_annotations)
-  kept_images, items, people = [], [], []
-  for im in sorted(kf.images, key=lambda im: im['id']):   # people image by image, ascending image id
+  groups = []   # (image, its annotations), ascending image id: people are stored image by image
+  for im in sorted(kf.images, key=lambda im: im['id']):
     image_items = kf.annotations.get(im['id'], [])
-    reason, error = 'wrong keypoint count', kf.keypoint_count_error(image_items)
+    error = kf.keypoint_count_error(image_items)
     if error is None:
+      groups.append((im, image_items))
+    elif skip_bad_samples:
+      summary.skipped['wrong keypoint count'] += 1
+    else:
+      raise coco_format.DataError(error + coco_format.SKIP_HINT)
+
+  def stack(groups):
+    return coco_format.person_arrays(kf, [item for _, image_items in groups for item in image_items])
+
+  try:
+    persons = stack(groups)
+  except coco_format.DataError as e:   # a value that is not a number: fail, or drop its image
+    if not skip_bad_samples:
+      raise coco_format.DataError(str(e) + coco_format.SKIP_HINT) from None
+    good = []
+    for group in groups:
       try:
-        people.append(coco_format.person_arrays(kf, image_items))
-      except coco_format.DataError as e:
-        reason, error = 'bad annotation', str(e)
-    if error is not None:
-      if not skip_bad_samples:
-        raise coco_format.DataError(error + coco_format.SKIP_HINT)
-      summary.skipped[reason] += 1
-      continue
-    kept_images.append(im)
-    items.extend(image_items)
-  if not people:
+        stack([group])
+        good.append(group)
+      except coco_format.DataError:
+        summary.skipped['bad annotation'] += 1
+    groups, persons = good, stack(good)
+  if not groups:
     raise coco_format.DataError(f'{kf.source}: no usable images ({summary.line()})')
-  persons = coco_format.Persons(*(np.concatenate([getattr(p, f.name) for p in people])
-                                  for f in dataclasses.fields(coco_format.Persons)))
+  kept_images = [im for im, _ in groups]
+  items = [item for _, image_items in groups for item in image_items]
   image_ids = np.array([im['id'] for im in kept_images], np.int64)
   crowd_index = None
   if all(im.get('crowdIndex') is not None for im in kept_images):
@@ -116,18 +127,19 @@ def load_ground_truth(gt: GtSource, keypoint_set: Union[str, kp_lib.KeypointSet,
   summary.num_images = len(kept_images)
   summary.num_persons = int(np.count_nonzero(~persons.iscrowd | (persons.num_keypoints > 0)))
   summary.nonfinite_joints = int(persons.repaired.sum())
-  dataset = kf.data
-  if persons.repaired.any() or persons.rebuilt_bbox.any() or summary.num_skipped:
-    # What pycocotools (the cross-check backend) reads must hold the same images and repairs.
-    anns = [dict(a, keypoints=kp.reshape(-1).tolist(), num_keypoints=int(n), bbox=box.tolist())
-            if repaired or rebuilt else a
+  dataset, category_id = kf.data, min(kf.category_ids)
+  pooled = len(kf.category_ids) > 1   # several keypoint categories are evaluated as one
+  if persons.repaired.any() or persons.rebuilt_bbox.any() or summary.num_skipped or pooled:
+    # What pycocotools (the cross-check backend) reads must hold the same images, people and repairs.
+    anns = [dict(a, keypoints=kp.reshape(-1).tolist(), num_keypoints=int(n), bbox=box.tolist(),
+                 category_id=category_id) if repaired or rebuilt or pooled else a
             for (_, a), kp, n, box, repaired, rebuilt in zip(items, persons.keypoints, persons.num_keypoints,
                                                           persons.bbox, persons.repaired, persons.rebuilt_bbox)]
     dataset = dict(kf.data, images=kept_images, annotations=anns)
   return GroundTruth(
       source=kf.source,
       dataset=dataset,
-      category_id=min(kf.category_ids),
+      category_id=category_id,
       image_ids=image_ids,
       crowd_index=crowd_index,
       image_index=np.searchsorted(image_ids, [a['image_id'] for _, a in items]).astype(np.int64),
