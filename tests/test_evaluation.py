@@ -211,8 +211,8 @@ def test_bad_input_errors(tmp_path, data_dir):
     evaluation.KeypointEvaluator(tmp_path / 'missing.json')
   bad_gt = json.loads(gt_path.read_text())
   bad_gt['annotations'][2]['keypoints'] = bad_gt['annotations'][2]['keypoints'][:-3]
-  with pytest.raises(ValueError, match=r"annotation id \d+ \(annotations\[2\], image id \d+, \d+\.jpg\) has 39 keypoint "
-                                       r'values, expected 3\*14 = 42'):
+  with pytest.raises(ValueError, match=r'annotation id \d+ \(annotations\[2\], image id \d+, \d+\.jpg\) has '
+                                       r'39 keypoint values, expected 3\*14 = 42'):
     evaluation.KeypointEvaluator(bad_gt)
   assert len(ev) == 0  # failed adds leave nothing behind
 

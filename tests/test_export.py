@@ -210,7 +210,8 @@ def test_cli_errors_are_one_line(ckpt, tmp_path, capsys):
   assert cli.main([f'--ckpt={ckpt}', '--input-shape=256by256', f'--out={tmp_path / "a.tflite"}']) == 2
   err = capsys.readouterr().err
   assert 'note: --input-shape is now --input_shape' in err
-  assert err.splitlines()[-1] == "error: --input_shape must look like 256x384 (or a list 256x256,256x384), got '256by256'"
+  assert err.splitlines()[-1] == ("error: --input_shape must look like 256x384 (or a list 256x256,256x384), "
+                                  "got '256by256'")
 
 
 def test_runner_rejects_bad_files(tmp_path):
