@@ -50,3 +50,17 @@ def test_evaluation_skips_what_training_skips_and_says_so(data_dir, tmp_path, ca
   assert ids == gt.image_ids.tolist()
   assert ('litepose_jax.data: coco_json eval: 1 images, 2 persons; skipped 1 bad images (wrong keypoint '
           'count: 1)') in capsys.readouterr().out
+
+
+def test_training_on_a_bad_json_writes_nothing(data_dir, tmp_path):
+  ann = tmp_path / 'ann.json'
+  text = (data_dir / 'crowdpose_sample/test_crowdpose.json').read_text()
+  ann.write_text(text[:len(text) // 2])   # truncated
+  config = common.get_config('xs', 'crowdpose')
+  config.dataset.name = 'coco_json'
+  config.dataset.ann_file, config.dataset.image_dir = str(ann), str(data_dir / 'crowdpose_sample')
+  config.input.batch_size = 1
+  from litepose_jax.train import loop  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match=f'{ann}: malformed JSON at line 1'):
+    loop.train_and_evaluate(config, tmp_path / 'workdir')
+  assert not (tmp_path / 'workdir').exists()

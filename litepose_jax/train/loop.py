@@ -304,7 +304,6 @@ def train_and_evaluate(config, workdir: epath.PathLike, *, train_input: Optional
      'eval': last eval metrics}.
   """
   workdir = epath.Path(workdir) if '://' in str(workdir) else epath.Path(workdir).absolute()
-  workdir.mkdir(parents=True, exist_ok=True)
   is_main = jax.process_index() == 0
   mesh = sharding.make_mesh()
   global_batch = int(config.input.batch_size)
@@ -322,6 +321,7 @@ def train_and_evaluate(config, workdir: epath.PathLike, *, train_input: Optional
   meta = checkpoint.model_meta(model.arch, model.num_keypoints, config.dataset.keypoints, source='train',
                                config=config.to_json())
   result = {'step': 0, 'preempted': False, 'train': {}, 'eval': {}}
+  workdir.mkdir(parents=True, exist_ok=True)   # after the data and config checks: a bad input writes nothing
   with contextlib.ExitStack() as cleanup:   # every exit path waits for the last async checkpoint save
     ckpt = cleanup.enter_context(checkpoint.TrainCheckpointer(workdir / 'checkpoints', meta,
                                                               config.keep_checkpoints))
