@@ -77,7 +77,7 @@ class LoadSummary:
     if self.joints_outside_image:
       parts.append(f'{self.joints_outside_image} labelled joints outside the image (kept)')
     if self.other_category_annotations:
-      parts.append(f'{self.other_category_annotations} annotations of categories without keypoints ignored')
+      parts.append(f'{self.other_category_annotations} annotations of other categories ignored')
     return '; '.join(parts)
 
   def to_json(self) -> dict:
