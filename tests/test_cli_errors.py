@@ -52,15 +52,18 @@ def test_evaluation_skips_what_training_skips_and_says_so(data_dir, tmp_path, ca
           'count: 1)') in capsys.readouterr().out
 
 
-def test_training_on_a_bad_json_writes_nothing(data_dir, tmp_path):
+@pytest.mark.parametrize('damage', ['truncated', 'smaller than a batch'])
+def test_training_on_bad_data_names_the_file_and_writes_nothing(data_dir, tmp_path, damage):
   ann = tmp_path / 'ann.json'
   text = (data_dir / 'crowdpose_sample/test_crowdpose.json').read_text()
-  ann.write_text(text[:len(text) // 2])   # truncated
+  ann.write_text(text[:len(text) // 2] if damage == 'truncated' else text)
   config = common.get_config('xs', 'crowdpose')
   config.dataset.name = 'coco_json'
   config.dataset.ann_file, config.dataset.image_dir = str(ann), str(data_dir / 'crowdpose_sample')
-  config.input.batch_size = 1
+  config.input.batch_size = 1 if damage == 'truncated' else 4
+  want = {'truncated': 'malformed JSON at line 1',
+          'smaller than a batch': r'2 training images, fewer than one global batch \(input.batch_size=4\)'}
   from litepose_jax.train import loop  # pylint: disable=g-import-not-at-top
-  with pytest.raises(ValueError, match=f'{ann}: malformed JSON at line 1'):
+  with pytest.raises(ValueError, match=f'^{ann}: {want[damage]}'):
     loop.train_and_evaluate(config, tmp_path / 'workdir')
   assert not (tmp_path / 'workdir').exists()
