@@ -135,7 +135,7 @@ def bench_tflite_path(variables, name, image, hw, out_dir, runs):
   if not ckpt.exists():
     checkpoint.save_model(ckpt, variables, checkpoint.model_meta(models.ARCHS['xs'], 14))
   path = pathlib.Path(out_dir) / f'xs_{hw[0]}x{hw[1]}.tflite'
-  if export_cli.main([f'--ckpt={ckpt}', f'--input-shape={hw[0]}x{hw[1]}', f'--out={path}', '--no-verify']):
+  if export_cli.main([f'--ckpt={ckpt}', f'--input_shape={hw[0]}x{hw[1]}', f'--out={path}', '--noverify']):
     raise SystemExit('export failed')
   pred = tfl_predictor.TFLitePredictor(path, num_threads=2)
   med, p10, p90 = timed(lambda: pred.predict([image]), (), runs) * 1e3

@@ -81,7 +81,7 @@ def main(argv):
   with tempfile.TemporaryDirectory() as tmp:
     for mode in _QUANT.value:
       out = os.path.join(tmp, f'{mode}.tflite')
-      flags_ = [f'--ckpt={_CKPT.value}', f'--out={out}', f'--quantize={mode}', '--no-verify']
+      flags_ = [f'--ckpt={_CKPT.value}', f'--out={out}', f'--quantize={mode}', '--noverify']
       if mode == 'int8':
         flags_.append(f'--calibration={calib}')
       if export_cli.main(flags_) != 0:

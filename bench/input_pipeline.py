@@ -97,7 +97,7 @@ def worker_anchor(arch: str, runs: int) -> dict:
   ks = kp_lib.get('coco')
   recs, _ = records.load_coco_json(config.dataset.ann_file, config.dataset.image_dir, 'coco',
                                    for_training=True)
-  data = json.load(open(config.dataset.ann_file))
+  data = records.read_json(config.dataset.ann_file)
   anns = {}
   for a in data['annotations']:
     anns.setdefault(a['image_id'], []).append(a)

@@ -1,10 +1,12 @@
 """Weight converter: the authors' PyTorch LitePose state_dict → Flax variables {'params', 'batch_stats'}.
 
-  python -m litepose_jax.convert --torch FILE(.pth|.pth.tar|.npz) --arch xs --num-keypoints 14 --out DIR
+  python -m litepose_jax.convert --torch=FILE(.pth|.pth.tar|.npz) --arch=xs --num_keypoints=14 --out=DIR
 
 writes an orbax checkpoint (see `checkpoint.py`) that records the architecture and keypoint set, so
 evaluate / predict / export rebuild the model without further flags. A `.npz` with the state_dict key names
-always works; a `.pth` needs PyTorch (`torch.load(weights_only=True)`, no code from the file is run).
+always works; a `.pth` needs PyTorch (`torch.load(weights_only=True)`, no code from the file is run). An
+existing --out is replaced only with --overwrite, and only when it is a checkpoint; the new one is written
+beside it first, so a failed conversion leaves nothing half-written.
 
 Name mapping (spec (j)), torch → Flax path:
   first.0.{0,1}   → stem_conv/{conv,bn}      first.1.{0,1} → stem_dw/{conv,bn}
@@ -18,15 +20,17 @@ BN weight/bias → params scale/bias, running_mean/var → batch_stats mean/var.
 
 from __future__ import annotations
 
-import argparse
 import os
 import pathlib
+import shutil
 import sys
 from typing import Dict, Iterator, List, Mapping, Tuple
 
 import numpy as np
+from absl import flags
 
 from litepose_jax import checkpoint
+from litepose_jax import runtime
 from litepose_jax.models import arch as arch_lib
 
 # kind → (torch layout → flax layout, flax layout → torch layout)
@@ -181,22 +185,57 @@ def convert_file(path: str | os.PathLike, arch, num_keypoints: int, keypoint_set
   return variables, meta
 
 
-def main(argv=None) -> int:
-  p = argparse.ArgumentParser(prog='python -m litepose_jax.convert', description=__doc__.split('\n')[0])
-  p.add_argument('--torch', required=True, help='authors\' checkpoint: .pth / .pth.tar / .npz')
-  p.add_argument('--arch', required=True, help='xs | s | m | l | path to an architecture JSON')
-  p.add_argument('--num-keypoints', type=int, required=True, help='14 (CrowdPose) or 17 (COCO)')
-  p.add_argument('--keypoints', default=None, help='keypoint-set name (default: from --num-keypoints)')
-  p.add_argument('--out', required=True, help='output checkpoint directory')
-  args = p.parse_args(argv)
+def _flags():
+  """The entry point's flags, in a FlagValues of their own (runtime.parse_module_flags)."""
+  fv = flags.FlagValues()
+  flags.DEFINE_string('torch', None, 'authors\' checkpoint: .pth / .pth.tar / .npz', flag_values=fv)
+  flags.DEFINE_string('arch', None, 'xs | s | m | l | path to an architecture JSON', flag_values=fv)
+  flags.DEFINE_integer('num_keypoints', None, '14 (CrowdPose) or 17 (COCO)', flag_values=fv)
+  flags.DEFINE_string('keypoints', None, 'keypoint-set name (default: from --num_keypoints)', flag_values=fv)
+  flags.DEFINE_string('out', None, 'output checkpoint directory', flag_values=fv)
+  flags.DEFINE_bool('overwrite', False, 'replace a checkpoint already at --out', flag_values=fv)
+  flags.mark_flags_as_required(['torch', 'arch', 'num_keypoints', 'out'], flag_values=fv)
+  return fv
+
+
+def _write(out: str, variables, meta, overwrite: bool) -> pathlib.Path:
+  """save_model into a fresh folder beside `out`, then moved to `out`: a failure leaves `out` untouched.
+
+  Raises:
+    ValueError: `out` exists and --overwrite is off, or it is not a checkpoint (never replaced).
+  """
+  out = pathlib.Path(out).absolute()
+  if out.is_file() or (out.is_dir() and any(out.iterdir())):
+    if not overwrite:
+      raise ValueError(f'{out}: already exists (an earlier conversion?); pass --overwrite to replace it '
+                       'or choose another --out')
+    if not any(p.name.isdigit() and (p / checkpoint.META).is_dir() for p in out.iterdir()):
+      raise ValueError(f'{out}: exists and is not a model checkpoint; not replaced')
+  tmp = out.with_name(f'.{out.name}.partial')
+  shutil.rmtree(tmp, ignore_errors=True)
   try:
-    variables, meta = convert_file(args.torch, args.arch, args.num_keypoints, args.keypoints)
-  except (ConversionError, FileNotFoundError, RuntimeError, ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 1
-  out = checkpoint.save_model(args.out, variables, meta)
+    checkpoint.save_model(tmp, variables, meta)
+    if out.exists():
+      shutil.rmtree(out) if out.is_dir() else out.unlink()
+    tmp.rename(out)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return out
+
+
+def main(argv=None) -> int:
+  """`python -m litepose_jax.convert` (module docstring); argv without the program name."""
+  fv = _flags()
+  code = runtime.parse_module_flags(fv, argv, __doc__)
+  if code is not None:
+    return code
+  try:
+    variables, meta = convert_file(fv.torch, fv.arch, fv.num_keypoints, fv.keypoints)
+    out = _write(fv.out, variables, meta, fv.overwrite)
+  except (ConversionError, RuntimeError, *runtime.INPUT_ERRORS) as e:
+    return runtime.fail(e)
   n = sum(int(np.prod(v.shape)) for v in _leaves(variables['params']))
-  print(f'wrote {out} (LitePose-{meta["arch"]["name"]}, K={args.num_keypoints}, {n:,} parameters)')
+  print(f'wrote {out} (LitePose-{meta["arch"]["name"]}, K={fv.num_keypoints}, {n:,} parameters)')
   return 0
 
 

@@ -12,7 +12,6 @@
    <workdir>/predictions/.
 """
 
-import json
 import os
 import pathlib
 import sys
@@ -37,10 +36,9 @@ def draw_predictions(config, ckpt_dir: str, out_dir: pathlib.Path, num: int) -> 
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
   from litepose_jax import from_config, inference, visualize  # pylint: disable=g-import-not-at-top
-  from litepose_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  from litepose_jax.data import coco_format, synthetic  # pylint: disable=g-import-not-at-top
   ann_file, image_dir = synthetic.ensure(config, 'val')
-  with open(ann_file) as f:
-    data = json.load(f)
+  data = coco_format.read_json(ann_file)
   model, variables, keypoint_set, input_size = from_config.load_model(config, ckpt_dir)
   predictor = from_config.predictor(config, model, variables, keypoint_set, input_size)
   images = sorted(data['images'], key=lambda im: im['id'])[:num]

@@ -51,7 +51,8 @@ def ground_truth(config) -> evaluation.GroundTruth:
         f'{ann_file}: ground truth of the {config.dataset.name!r} eval split not found (see the README\'s '
         'data layout), or evaluate a COCO-format json: --config.dataset.name=coco_json '
         '--config.dataset.ann_file=FILE --config.dataset.image_dir=DIR')
-  return evaluation.load_ground_truth(ann_file)
+  return evaluation.load_ground_truth(ann_file, from_config.keypoint_set(config),
+                                      skip_bad_samples=bool(config.dataset.skip_bad_samples))
 
 
 def eval_batches(config, input_size: int, process_index: int = 0,

@@ -1,6 +1,6 @@
 """Model size and compute: parameters, true conv MACs, the published-convention MACs and output shapes.
 
-  python -m litepose_jax.model_info --arch s [--num-keypoints 14] [--json]
+  python -m litepose_jax.model_info --arch=s [--num_keypoints=14] [--size=448] [--json]
 
 MACs are counted from the shapes seen by every layer during one abstract forward pass (no compute), by
 intercepting module calls, so the count follows the network code rather than a second description of it.
@@ -14,7 +14,6 @@ Two conventions (spec a.5):
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -23,8 +22,10 @@ from typing import Dict
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from absl import flags
 
 from litepose_jax import models
+from litepose_jax import runtime
 from litepose_jax.models import layers
 
 
@@ -71,18 +72,26 @@ def count(model: models.LitePose, height: int | None = None, width: int | None =
   }
 
 
+def _flags():
+  """The entry point's flags, in a FlagValues of their own (runtime.parse_module_flags)."""
+  fv = flags.FlagValues()
+  flags.DEFINE_string('arch', 'xs', 'xs | s | m | l | path to an architecture JSON', flag_values=fv)
+  flags.DEFINE_integer('num_keypoints', 14, '14 (CrowdPose) or 17 (COCO)', flag_values=fv)
+  flags.DEFINE_integer('size', 0, 'input size (default: the architecture\'s)', flag_values=fv)
+  flags.DEFINE_bool('json', False, 'print one JSON object', flag_values=fv)
+  return fv
+
+
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(prog='python -m litepose_jax.model_info', description=__doc__.split('\n')[0])
-  p.add_argument('--arch', default='xs', help='xs | s | m | l | path to an architecture JSON')
-  p.add_argument('--num-keypoints', type=int, default=14)
-  p.add_argument('--size', type=int, default=0, help='input size (default: the architecture\'s)')
-  p.add_argument('--json', action='store_true', help='print one JSON object')
-  args = p.parse_args(argv)
+  """`python -m litepose_jax.model_info` (module docstring); argv without the program name."""
+  args = _flags()
+  code = runtime.parse_module_flags(args, argv, __doc__)
+  if code is not None:
+    return code
   try:
     model = models.create(args.arch, args.num_keypoints)
-  except (ValueError, FileNotFoundError, KeyError, OSError) as e:
-    from litepose_jax import runtime  # pylint: disable=g-import-not-at-top
-    return runtime.fail(e, where=f'--arch {args.arch}')
+  except runtime.INPUT_ERRORS as e:
+    return runtime.fail(e, where=f'--arch={args.arch}')
   info = count(model, args.size or None, args.size or None)
   if args.json:
     print(json.dumps({k: info[k] for k in ('params', 'macs', 'macs_published', 'output_shapes')}))

@@ -226,7 +226,9 @@ def one_line(e: BaseException) -> str:
   text = text.replace('\\n', ' ').replace("\\'", "'")
   text = re.sub(r'\s+', ' ', text).strip()
   text = re.sub(r"^'?'([^']+)'?'? (Did you mean)", r"no such key '\1'. \2", text)  # ml_collections
-  return text.rstrip("'") or type(e).__name__
+  if text.endswith("'") and text.count("'") % 2:   # an unbalanced closing quote (ml_collections' repr)
+    text = text[:-1]
+  return text or type(e).__name__
 
 
 def fail(e: BaseException, where: str | None = None, code: int = 1) -> int:
@@ -247,6 +249,53 @@ def parse_flags(argv):
   try:
     return flags.FLAGS(argv)
   except (flags.Error, *INPUT_ERRORS) as e:
-    bad = [a.split('=')[0] for a in argv[1:] if a.startswith('--config.')]
+    overrides = [a.split('=')[0] for a in argv[1:] if a.startswith('--config.')]
+    # The override the message is about: the one whose last key it names (else the first).
+    named = [a for a in overrides if re.search(rf"\b{re.escape(a.split('.')[-1])}\b", str(e))]
+    bad = named[-1:] or overrides[:1]
     where = bad[0] if bad and not isinstance(e, flags.Error) else None
     sys.exit(fail(e, where=where, code=2))
+
+
+def parse_module_flags(flag_values, argv, doc: str) -> Optional[int]:
+  """Parses a `python -m litepose_jax.X` entry point's flags into its own absl FlagValues.
+
+  A private FlagValues per call (not absl's global FLAGS) keeps `main(argv)` callable repeatedly from
+  tests and scripts. The dashed spellings of earlier releases (`--num-keypoints`, `--no-verify`) still
+  work for one release, with a one-line note.
+
+  Args:
+    flag_values: the entry point's freshly defined absl FlagValues.
+    argv: the arguments without the program name (None: sys.argv[1:]).
+    doc: the module docstring, printed by --help above the flags.
+
+  Returns:
+    None when parsed (values in `flag_values`), else the exit code for main to return: 0 after --help,
+    2 after a bad flag (printed as one `error:` line).
+  """
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  argv = list(sys.argv[1:] if argv is None else argv)
+  if any(a in ('-h', '--help', '-help', '--helpfull', '--helpshort') for a in argv):
+    print(doc.strip() + '\n\nflags:\n' + flag_values.get_help(include_special_flags=False))
+    return 0
+  renamed = []
+  for i, arg in enumerate(argv):
+    name, sep, value = arg[2:].partition('=') if arg.startswith('--') else ('', '', '')
+    if '-' not in name:
+      continue
+    new = name.replace('-', '_')
+    if new.startswith('no_') and new[3:] in flag_values and flag_values[new[3:]].boolean:
+      new = 'no' + new[3:]   # --no-verify → --noverify (absl's negation of --verify)
+    if new in flag_values or (new[:2] == 'no' and new[2:] in flag_values):
+      argv[i] = f'--{new}{sep}{value}'
+      renamed.append(f'--{name} is now --{new}')
+  if renamed:
+    print(f'note: {", ".join(renamed)} (the dashed spellings go in the next release)', file=sys.stderr)
+  try:
+    rest = flag_values(['prog'] + argv)
+  except flags.Error as e:
+    missing = re.search(r'Flag (--\w+) must have a value other than None', str(e))
+    return fail(ValueError(f'{missing.group(1)} is required (see --help)') if missing else e, code=2)
+  if len(rest) > 1:
+    return fail(ValueError(f'unexpected arguments {rest[1:]} (flags are --name=value)'), code=2)
+  return None

@@ -1,7 +1,5 @@
 """Weight converter: name/shape mapping, clear errors, the CLI and the checkpoint it writes."""
 
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -80,14 +78,12 @@ def test_pth_without_torch_gives_clear_message(tmp_path):
     np.testing.assert_array_equal(convert.load_state_dict(tmp_path / 'model.pth')['a'], np.ones(2))
 
 
-def test_cli_writes_checkpoint_that_rebuilds_the_model(reference_dir, tmp_path, reference_sd):
+def test_cli_writes_checkpoint_that_rebuilds_the_model(reference_dir, tmp_path, reference_sd, capsys):
   out = tmp_path / 'ckpt'
-  cmd = [sys.executable, '-m', 'litepose_jax.convert', '--torch',
-         str(reference_dir / 'litepose_xs_reference.npz'), '--arch', 'xs', '--num-keypoints', '14',
-         '--out', str(out)]
-  res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-  assert res.returncode == 0, res.stderr
-  assert '1,675,552 parameters' in res.stdout
+  argv = [f'--torch={reference_dir / "litepose_xs_reference.npz"}', '--arch=xs', '--num_keypoints=14',
+          f'--out={out}']
+  assert convert.main(argv) == 0
+  assert '1,675,552 parameters' in capsys.readouterr().out
   loaded = checkpoint.load_model(out)
   assert loaded.model.arch == models.ARCHS['xs'] and loaded.model.num_keypoints == 14
   assert loaded.keypoint_set.name == 'crowdpose'
@@ -95,7 +91,25 @@ def test_cli_writes_checkpoint_that_rebuilds_the_model(reference_dir, tmp_path, 
   for a, b in zip(jax.tree.leaves(loaded.variables), jax.tree.leaves(want)):
     np.testing.assert_array_equal(a, b)
   # A bad file: non-zero exit and a one-line error, no traceback.
-  bad = subprocess.run(cmd[:4] + [str(tmp_path / 'nope.npz')] + cmd[5:], capture_output=True, text=True,
-                       timeout=300)
-  assert bad.returncode == 1 and 'nope.npz: no such file' in bad.stderr
-  assert 'Traceback' not in bad.stderr
+  assert convert.main([argv[0].replace('litepose_xs_reference', 'nope'), *argv[1:]]) == 1
+  err = capsys.readouterr().err
+  assert 'nope.npz: no such file' in err and len(err.splitlines()) == 1
+  # The same --out again: a clear message (no orbax StepAlreadyExistsError), the checkpoint untouched.
+  stamp = sorted((p.name, p.stat().st_mtime_ns) for p in out.rglob('*'))
+  assert convert.main(argv) == 1
+  err = capsys.readouterr().err
+  assert err.startswith(f'error: {out}: already exists') and '--overwrite' in err and len(err.splitlines()) == 1
+  assert sorted((p.name, p.stat().st_mtime_ns) for p in out.rglob('*')) == stamp
+  # --overwrite replaces it; the old dashed spelling still works (with a note) for one release.
+  assert convert.main([*argv[:2], '--num-keypoints', '14', argv[3], '--overwrite']) == 0
+  assert 'note: --num-keypoints is now --num_keypoints' in capsys.readouterr().err
+  assert checkpoint.load_model(out).model.num_keypoints == 14
+  assert not list(tmp_path.glob('.*partial'))   # nothing left beside it
+  # A folder that is not a checkpoint is never replaced; a missing flag is one line, exit 2.
+  (tmp_path / 'notes').mkdir()
+  (tmp_path / 'notes' / 'a.txt').write_text('mine')
+  assert convert.main([*argv[:3], f'--out={tmp_path / "notes"}', '--overwrite']) == 1
+  assert 'is not a model checkpoint; not replaced' in capsys.readouterr().err
+  assert (tmp_path / 'notes' / 'a.txt').read_text() == 'mine'
+  assert convert.main(argv[:2]) == 2
+  assert capsys.readouterr().err == 'error: --num_keypoints is required (see --help)\n'

@@ -104,16 +104,78 @@ def test_grayscale_rgba_and_16bit_png_decode_to_rgb(crowdpose_copy):
       assert (decoded[..., 0] == decoded[..., 2]).all()
 
 
-def test_wrong_keypoint_count(crowdpose_copy):
+def _verdicts(path, image_dir, **kw):
+  """(records or error message, ground truth or error message): training's and evaluation's reading."""
+  from litepose_jax import evaluation  # pylint: disable=g-import-not-at-top
+  out = []
+  for load in (lambda: _load(path, image_dir, for_training=False, **kw),
+               lambda: evaluation.load_ground_truth(path, 'crowdpose', **kw)):
+    try:
+      out.append(load())
+    except records.DataError as e:
+      out.append(str(e))
+  return out
+
+
+def test_wrong_keypoint_count_blames_the_annotation_in_training_and_evaluation(crowdpose_copy):
   data, image_dir, write = crowdpose_copy
-  bad = data['annotations'][0]
+  bad = data['annotations'][2]   # the third of three in its image; the next one (another image) is fine
+  assert data['annotations'][3]['image_id'] != bad['image_id']
   bad['keypoints'] = bad['keypoints'][:-3]
   ann = write(data)
-  with pytest.raises(records.DataError, match=f"annotation id {bad['id']} \\(image id {bad['image_id']}\\) "
-                                              'has 39 keypoint values, expected 3\\*14 = 42'):
-    _load(ann, image_dir)
-  recs, summary = _load(ann, image_dir, skip_bad_samples=True)
-  assert summary.skipped == {'wrong keypoint count': 1} and len(recs) == 1
+  train_error, eval_error = _verdicts(ann, image_dir)
+  assert train_error == eval_error   # one validator, one message
+  assert (f"ann.json: annotation id {bad['id']} (annotations[2], image id {bad['image_id']}, "
+          f"{bad['image_id']}.jpg) has 39 keypoint values, expected 3*14 = 42") in train_error
+  (recs, summary), gt = _verdicts(ann, image_dir, skip_bad_samples=True)
+  assert summary.skipped == {'wrong keypoint count': 1} and [r['image_id'] for r in recs] == [103319]
+  assert gt.summary.skipped == summary.skipped and gt.image_ids.tolist() == [103319]
+  assert {a['image_id'] for a in gt.dataset['annotations']} == {103319}   # pycocotools sees the same
+
+
+def test_nan_joints_are_unlabelled_in_training_and_evaluation(crowdpose_copy):
+  data, image_dir, write = crowdpose_copy
+  anns = data['annotations']
+  i = next(i for i, a in enumerate(anns) if i > 0 and a['num_keypoints'] >= 2)
+  kps = anns[i]['keypoints']
+  labelled = [j for j in range(14) if kps[3 * j + 2] > 0]
+  kps[3 * labelled[0]] = float('nan')
+  kps[3 * labelled[1] + 2] = float('inf')
+  (recs, summary), gt = _verdicts(write(data), image_dir)   # evaluation used to reject the file
+  rec = next(r for r in recs if r['image_id'] == anns[i]['image_id'])
+  slot = [a['id'] for a in anns if a['image_id'] == anns[i]['image_id']].index(anns[i]['id'])
+  person = gt.ann_ids.tolist().index(anns[i]['id'])
+  for got in (rec['keypoints'][slot], gt.keypoints[person]):
+    np.testing.assert_array_equal(got[labelled[:2]], np.zeros((2, 3)))
+  assert summary.nonfinite_joints == gt.summary.nonfinite_joints == 2
+  n = anns[i]['num_keypoints']
+  assert rec['num_keypoints'][slot] == n - 2 and gt.dataset['annotations'][person]['num_keypoints'] == n - 2
+  assert np.isfinite(gt.keypoints).all() and np.isfinite(
+      np.asarray(gt.dataset['annotations'][person]['keypoints'], float)).all()
+
+
+@pytest.mark.parametrize('damage', ['truncated', 'empty', 'categories', 'keypoint set', 'not numbers'])
+def test_training_and_evaluation_reject_with_one_message(crowdpose_copy, damage):
+  data, image_dir, write = crowdpose_copy
+  if damage == 'categories':
+    del data['categories'][0]['keypoints']
+    data['categories'].append({'id': 2, 'name': 'car'})
+  elif damage == 'keypoint set':
+    data['categories'][0]['keypoints'] += ['a', 'b', 'c']
+  elif damage == 'not numbers':
+    data['annotations'][3]['keypoints'][4] = 'x'
+  ann = write(data)
+  text = json.dumps(data)
+  if damage in ('truncated', 'empty'):
+    with open(ann, 'w') as f:
+      f.write(text[:len(text) // 2] if damage == 'truncated' else '')
+  train_error, eval_error = _verdicts(ann, image_dir)
+  assert isinstance(train_error, str) and train_error == eval_error
+  assert train_error.startswith(ann) and '\n' not in train_error
+  want = {'truncated': 'malformed JSON', 'empty': 'empty (0 bytes)', 'categories': "no category has a 'keypoints' list",
+          'keypoint set': "has 17 keypoints but keypoint set 'crowdpose' has 14",
+          'not numbers': f"annotation id {data['annotations'][3]['id']} (annotations[3]"}[damage]
+  assert want in train_error
 
 
 def test_nan_and_negative_coordinates(crowdpose_copy):
@@ -162,15 +224,11 @@ def test_missing_json(tmp_path):
     _load(str(tmp_path / 'nope.json'), str(tmp_path))
 
 
-def test_category_without_keypoints(crowdpose_copy):
+def test_single_category_without_keypoint_names_loads(crowdpose_copy):
   data, image_dir, write = crowdpose_copy
-  del data['categories'][0]['keypoints']
-  with pytest.raises(records.DataError, match="no category has a 'keypoints' list \\(id 1 'person'\\)"):
-    _load(write(data), image_dir)
-  data, image_dir, write = crowdpose_copy
-  data['categories'] = [{'id': 1, 'name': 'person', 'keypoints': ['a'] * 17}]
-  with pytest.raises(records.DataError, match="has 17 keypoints but keypoint set 'crowdpose' has 14"):
-    _load(write(data), image_dir)
+  del data['categories'][0]['keypoints']   # evaluation always took such files; training now too
+  recs, gt = _verdicts(write(data), image_dir)
+  assert len(recs[0]) == 2 and gt.keypoints.shape == (5, 14, 3)
 
 
 def test_other_categories_are_ignored(crowdpose_copy):

@@ -56,8 +56,8 @@ def fp32_files(ckpt, loaded, tmp_path_factory):
   """{image id: fp32 file at batch 2 and that image's shape}; the first through the CLI."""
   out = tmp_path_factory.mktemp('export') / 'xs_fp32.tflite'
   h, w = SHAPES['103319']
-  rc = cli.main([f'--ckpt={ckpt}', '--format=tflite', '--quantize=none', f'--input-shape={h}x{w}',
-                 '--batch=2', f'--out={out}', '--no-verify'])
+  rc = cli.main([f'--ckpt={ckpt}', '--format=tflite', '--quantize=none', f'--input_shape={h}x{w}',
+                 '--batch=2', f'--out={out}', '--noverify'])
   assert rc == 0 and out.is_file()
   other = out.with_name('xs_fp32_448.tflite')
   other.write_bytes(tflite.to_tflite(graphs.network_fn(loaded), (2, *SHAPES['106848'], 3)))
@@ -204,8 +204,14 @@ def test_cli_errors_are_one_line(ckpt, tmp_path, capsys):
   assert 'does not exist' in capsys.readouterr().err
   assert cli.main([f'--ckpt={ckpt}', '--quantize=int8', f'--out={tmp_path / "a.tflite"}']) == 1
   assert '--calibration' in capsys.readouterr().err
-  assert cli.main([f'--ckpt={ckpt}', '--input-shape=250x256', f'--out={tmp_path / "a.tflite"}']) == 1
+  assert cli.main([f'--ckpt={ckpt}', '--input_shape=250x256', f'--out={tmp_path / "a.tflite"}']) == 1
   assert 'multiple of 16' in capsys.readouterr().err
+  # A malformed flag value: one line, exit 2; the dashed spelling of earlier releases is read with a note.
+  assert cli.main([f'--ckpt={ckpt}', '--input-shape=256by256', f'--out={tmp_path / "a.tflite"}']) == 2
+  err = capsys.readouterr().err
+  assert 'note: --input-shape is now --input_shape' in err
+  assert err.splitlines()[-1] == ("error: --input_shape must look like 256x384 (or a list 256x256,256x384), "
+                                  "got '256by256'")
 
 
 def test_runner_rejects_bad_files(tmp_path):
@@ -218,7 +224,7 @@ def test_runner_rejects_bad_files(tmp_path):
 
 
 def test_onnx_cli_rejects_what_it_cannot_write(ckpt, tmp_path, capsys):
-  assert cli.main([f'--ckpt={ckpt}', '--format=onnx', '--with-decoder', f'--out={tmp_path / "a.onnx"}']) == 1
+  assert cli.main([f'--ckpt={ckpt}', '--format=onnx', '--with_decoder', f'--out={tmp_path / "a.onnx"}']) == 1
   assert 'network alone' in capsys.readouterr().err
   assert cli.main([f'--ckpt={ckpt}', '--format=onnx', '--quantize=fp16', f'--out={tmp_path / "a.onnx"}']) == 1
   assert 'tflite only' in capsys.readouterr().err

@@ -30,8 +30,8 @@ def files(ckpt, tmp_path_factory):
   """Variant A for 256x384 inputs (the test-path shape of 103319), variant B for 256x384 and 384x256 (one
   signature each), through the CLI; B with its self-check on."""
   out = {}
-  for variant, flags in (('A', ['--input-shape=256x384', '--no-verify']),
-                         ('B', ['--input-shape=256x384,384x256', '--with-decoder'])):
+  for variant, flags in (('A', ['--input_shape=256x384', '--noverify']),
+                         ('B', ['--input_shape=256x384,384x256', '--with_decoder'])):
     out[variant] = tmp_path_factory.mktemp('dec') / f'xs_{variant}.tflite'
     assert cli.main([f'--ckpt={ckpt}', f'--out={out[variant]}', *flags]) == 0
   return out
@@ -193,6 +193,6 @@ def test_cli_leaves_no_file_when_the_self_check_fails(ckpt, tmp_path, monkeypatc
     raise ValueError('simulated LiteRT failure')
   monkeypatch.setattr(runner, 'TFLiteModel', broken)
   out = tmp_path / 'b.tflite'
-  assert cli.main([f'--ckpt={ckpt}', '--input-shape=256x256', '--with-decoder', f'--out={out}']) == 1
+  assert cli.main([f'--ckpt={ckpt}', '--input_shape=256x256', '--with_decoder', f'--out={out}']) == 1
   assert 'error:' in capsys.readouterr().err
   assert not out.exists() and not list(tmp_path.iterdir())

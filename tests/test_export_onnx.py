@@ -31,7 +31,7 @@ def test_onnx_network_matches_jax_and_pytorch(reference_dir, tmp_path, capsys):
       convert.load_state_dict(reference_dir / 'litepose_xs_reference.npz'), 'xs', 14)
   ckpt = checkpoint.save_model(tmp_path / 'ckpt', variables, checkpoint.model_meta(models.ARCHS['xs'], 14))
   out = tmp_path / 'xs.onnx'
-  assert cli.main([f'--ckpt={ckpt}', '--format=onnx', '--input-shape=256x384', f'--out={out}']) == 0
+  assert cli.main([f'--ckpt={ckpt}', '--format=onnx', '--input_shape=256x384', f'--out={out}']) == 0
   printed = capsys.readouterr().out.split('ONNX Runtime vs JAX on a random input, max |diff|: ')[1]
   diffs = dict(item.split() for item in printed.splitlines()[0].split(', '))
   assert sorted(diffs) == sorted(onnx.OUTPUTS) and max(float(v) for v in diffs.values()) <= 1e-5, diffs

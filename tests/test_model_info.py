@@ -38,10 +38,22 @@ def test_every_layer_form_counts_the_spec_macs(impl):
 
 
 def test_cli_json():
-  res = subprocess.run([sys.executable, '-m', 'litepose_jax.model_info', '--arch', 's', '--json'],
+  res = subprocess.run([sys.executable, '-m', 'litepose_jax.model_info', '--arch=s', '--json'],
                        capture_output=True, text=True, timeout=300)
   assert res.returncode == 0, res.stderr
   info = json.loads(res.stdout.strip().splitlines()[-1])
   assert set(info) == {'params', 'macs', 'macs_published', 'output_shapes'}
   assert info['params'] == 2_731_240
   assert info['output_shapes'] == [[1, 112, 112, 28], [1, 224, 224, 14]]
+
+
+def test_cli_flags_and_errors(capsys):
+  assert model_info.main(['--arch=q']) == 1
+  err = capsys.readouterr().err
+  assert err == ("error: --arch=q: unknown architecture 'q': use one of ['l', 'm', 's', 'xs'] or an "
+                 'architecture JSON\n')
+  assert model_info.main(['--arch=xs', '--num-keypoints=17', '--json']) == 0   # the old spelling, one release
+  out, err = capsys.readouterr()
+  assert json.loads(out)['output_shapes'][1] == [1, 128, 128, 17] and 'is now --num_keypoints' in err
+  assert model_info.main(['--arch=xs', '--num_keypoints=x']) == 2 and 'num_keypoints' in capsys.readouterr().err
+  assert model_info.main(['--help']) == 0 and '--[no]json' in capsys.readouterr().out

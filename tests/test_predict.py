@@ -78,8 +78,8 @@ def test_predict_with_an_exported_tflite_file(jax_predictions, reference_dir, da
       convert.load_state_dict(reference_dir / 'litepose_xs_reference.npz'), 'xs', 14)
   ckpt = checkpoint.save_model(tmp_path / 'ckpt', variables, checkpoint.model_meta(models.ARCHS['xs'], 14))
   model_file = tmp_path / 'xs.tflite'
-  assert export_cli.main([f'--ckpt={ckpt}', '--input-shape=256x384', f'--out={model_file}',
-                          '--no-verify']) == 0
+  assert export_cli.main([f'--ckpt={ckpt}', '--input_shape=256x384', f'--out={model_file}',
+                          '--noverify']) == 0
   out = tmp_path / 'tflite'
   proc = _run('predict.py', [f'--model={model_file}', f'--input={data_dir / "crowdpose_sample"}',
                              f'--output={out}'], tmp_path)

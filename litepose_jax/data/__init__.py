@@ -2,7 +2,8 @@
 
 TensorFlow lives only in this package (and export); models, losses, decoding and evaluation never import it.
 
-  records.py        the per-image record format and the COCO-format json reader with its input checks
+  coco_format.py    the one JSON reader and COCO-format keypoint validator (training and evaluation)
+  records.py        the per-image record format and the COCO-format json reader (images, ignore regions)
   image_files.py    header / truncation checks of image files (no decoding)
   ignore_regions.py COCO ignore regions (crowd, no-keypoint persons) as run-length encodings
   builders/         TFDS builders 'crowdpose' and 'coco_keypoints' (offline, manual-download directory)

@@ -218,6 +218,7 @@ def make_eval_dataset(config, *, process_index: int = 0, process_count: int = 1,
   local = global_batch // process_count
   size = _input_size(config)
   source = source or sources.make_source(config, 'eval')
+  print(f'litepose_jax.data: {source.summary_line}', flush=True)   # what was skipped or repaired
   threads = tf_threads(config)
 
   @tf.autograph.experimental.do_not_convert

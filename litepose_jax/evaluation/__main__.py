@@ -40,4 +40,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  from litepose_jax import runtime  # pylint: disable=g-import-not-at-top
+  app.run(main, flags_parser=runtime.parse_flags)   # a bad flag: one line, exit 2

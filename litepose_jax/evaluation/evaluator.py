@@ -115,7 +115,7 @@ class KeypointEvaluator:
     """
     if backend not in BACKENDS:
       raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
-    self.gt = gt_lib.load_ground_truth(gt)
+    self.gt = gt_lib.load_ground_truth(gt, keypoint_set)
     k = self.gt.num_keypoints
     self.keypoint_set = (kp_lib.get(keypoint_set) if keypoint_set is not None
                          else kp_lib.for_num_keypoints(k))

@@ -7,11 +7,13 @@ that is the order pycocotools visits them, and the order decides which GT wins a
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any, Dict, Optional, Union
 
 import numpy as np
+
+from litepose_jax import keypoints as kp_lib
+from litepose_jax.data import coco_format
 
 GtSource = Union[str, os.PathLike, Dict[str, Any], 'GroundTruth']
 
@@ -33,6 +35,7 @@ class GroundTruth:
     area: [G] float64 segment area, or None when any person lacks 'area'.
     iscrowd: [G] bool.
     ignore: [G] bool; iscrowd or num_keypoints == 0 (pycocotools / crowdposetools rule).
+    summary: what loading left out and repaired (`summary.line()`: the training reader's one-line report).
   """
   source: str
   dataset: Dict[str, Any]
@@ -46,6 +49,7 @@ class GroundTruth:
   area: Optional[np.ndarray]
   iscrowd: np.ndarray
   ignore: np.ndarray
+  summary: Optional[coco_format.LoadSummary] = None
 
   @property
   def num_keypoints(self) -> int:
@@ -61,107 +65,89 @@ class GroundTruth:
     return np.where(found, pos, -1)
 
 
-def _person_category(dataset: Dict[str, Any], source: str) -> int:
-  """The category whose annotations are evaluated: the only one, or the one with a 'keypoints' list."""
-  cats = dataset.get('categories') or []
-  if len(cats) == 1:
-    return int(cats[0]['id'])
-  with_kp = [c for c in cats if c.get('keypoints')]
-  if len(with_kp) == 1:
-    return int(with_kp[0]['id'])
-  cat_ids = {a.get('category_id') for a in dataset['annotations']}
-  if len(cat_ids) == 1:
-    return int(cat_ids.pop())
-  raise ValueError(f'{source}: cannot tell which category holds the keypoint annotations '
-                   f'(categories: {[c.get("id") for c in cats]})')
-
-
-def load_ground_truth(gt: GtSource) -> GroundTruth:
-  """Reads and validates keypoint ground truth.
+def load_ground_truth(gt: GtSource, keypoint_set: Union[str, kp_lib.KeypointSet, None] = None, *,
+                      skip_bad_samples: bool = False) -> GroundTruth:
+  """Reads and validates keypoint ground truth with the training reader's rules (data/coco_format.py).
 
   Args:
     gt: a COCO-format json path, an already parsed dict, or a GroundTruth (returned as is).
+    keypoint_set: the keypoint set the file must match (None: the file's own joint count).
+    skip_bad_samples: leave out (and count in `summary`) the images with a bad annotation instead of
+      raising, as the training reader does.
 
   Returns:
     The GroundTruth arrays. Annotations of other categories, or of images missing from 'images', are left
-    out (as pycocotools does); 'iscrowd' defaults to 0 and 'num_keypoints' to the count of labelled joints.
+    out (as pycocotools does); joints with NaN/inf values are unlabelled; 'iscrowd' defaults to 0,
+    'num_keypoints' to the count of labelled joints, a missing bbox to the labelled joints' extent.
 
   Raises:
-    ValueError: the file is not COCO keypoint ground truth (message names the file and the annotation).
+    coco_format.DataError (a ValueError): the file is not COCO keypoint ground truth (the message names the
+      file and the annotation).
   """
   if isinstance(gt, GroundTruth):
     return gt
-  if isinstance(gt, dict):
-    source, dataset = '<dict>', gt
-  else:
-    source = os.fspath(gt)
-    try:
-      with open(source) as f:
-        dataset = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-      raise ValueError(f'{source}: cannot read ground-truth json: {e}') from None
-  if not isinstance(dataset, dict) or 'images' not in dataset or 'annotations' not in dataset:
-    raise ValueError(f'{source}: not COCO-format ground truth (needs "images" and "annotations")')
+  kf = coco_format.parse(gt, keypoint_set)
+  summary = coco_format.LoadSummary(source=kf.source,
+                                    other_category_annotations=kf.other_category_annotations)
+  groups = []   # (image, its annotations), ascending image id: people are stored image by image
+  for im in sorted(kf.images, key=lambda im: im['id']):
+    image_items = kf.annotations.get(im['id'], [])
+    error = kf.keypoint_count_error(image_items)
+    if error is None:
+      groups.append((im, image_items))
+    elif skip_bad_samples:
+      summary.skipped['wrong keypoint count'] += 1
+    else:
+      raise coco_format.DataError(error + coco_format.SKIP_HINT)
+
+  def stack(groups):
+    return coco_format.person_arrays(kf, [item for _, image_items in groups for item in image_items])
 
   try:
-    image_ids = np.array(sorted({int(im['id']) for im in dataset['images']}), np.int64)
-  except (KeyError, TypeError, ValueError):
-    raise ValueError(f'{source}: every entry of "images" needs an integer "id"') from None
-  crowd = {int(im['id']): im.get('crowdIndex') for im in dataset['images']}
+    persons = stack(groups)
+  except coco_format.DataError as e:   # a value that is not a number: fail, or drop its image
+    if not skip_bad_samples:
+      raise coco_format.DataError(str(e) + coco_format.SKIP_HINT) from None
+    good = []
+    for group in groups:
+      try:
+        stack([group])
+        good.append(group)
+      except coco_format.DataError:
+        summary.skipped['bad annotation'] += 1
+    groups, persons = good, stack(good)
+  if not groups:
+    raise coco_format.DataError(f'{kf.source}: no usable images ({summary.line()})')
+  kept_images = [im for im, _ in groups]
+  items = [item for _, image_items in groups for item in image_items]
+  image_ids = np.array([im['id'] for im in kept_images], np.int64)
   crowd_index = None
-  if all(crowd[i] is not None for i in image_ids.tolist()):
-    crowd_index = np.array([float(crowd[i]) for i in image_ids.tolist()], np.float64)
-
-  category_id = _person_category(dataset, source)
-  anns = [a for a in dataset['annotations'] if a.get('category_id', category_id) == category_id]
-  try:
-    ann_images = np.array([int(a['image_id']) for a in anns], np.int64)
-  except (KeyError, TypeError, ValueError):
-    raise ValueError(f'{source}: every annotation needs an integer "image_id"') from None
-  listed = np.isin(ann_images, image_ids)  # pycocotools only visits annotations of listed images
-  anns = [a for a, k in zip(anns, listed.tolist()) if k]
-  ann_images = ann_images[listed]
-  cat = [c for c in dataset.get('categories') or [] if c.get('id') == category_id]
-  num_k = len(anns[0].get('keypoints') or []) // 3 if anns else (
-      len(cat[0].get('keypoints') or []) if cat else 0)
-  # Cheap per-annotation checks in Python, then one conversion of everything.
-  for n, a in enumerate(anns):
-    where = f'{source}: annotation #{n} of category {category_id} (id {a.get("id")})'
-    for key in ('keypoints', 'bbox'):
-      if key not in a:
-        raise ValueError(f'{where}: missing "{key}"')
-    if len(a['keypoints']) != 3 * num_k or num_k == 0:
-      raise ValueError(f'{where}: "keypoints" has {len(a["keypoints"])} values, expected {3 * num_k} '
-                       f'(the first annotation has {num_k} joints x 3)')
-    if len(a['bbox']) != 4:
-      raise ValueError(f'{where}: "bbox" must be [x, y, w, h], got {a["bbox"]!r}')
-  try:
-    keypoints = np.array([a['keypoints'] for a in anns], np.float64).reshape(len(anns), num_k, 3)
-    bbox = np.array([a['bbox'] for a in anns], np.float64).reshape(len(anns), 4)
-  except (TypeError, ValueError) as e:
-    raise ValueError(f'{source}: keypoints and bbox must be numbers: {e}') from None
-  bad = ~(np.isfinite(keypoints).all((1, 2)) & np.isfinite(bbox).all(1))
-  if bad.any():
-    n = int(np.argmax(bad))
-    raise ValueError(f'{source}: annotation #{n} (id {anns[n].get("id")}): non-finite keypoints or bbox')
-  num_labelled = np.count_nonzero(keypoints[:, :, 2] > 0, axis=1)
-  num_kp = np.array([a.get('num_keypoints', m) for a, m in zip(anns, num_labelled.tolist())], np.int64)
-  iscrowd = np.array([bool(a.get('iscrowd', 0)) for a in anns], bool)
-  areas = [a.get('area') for a in anns]
-
-  image_index = np.searchsorted(image_ids, ann_images)
-  order = np.argsort(image_index, kind='stable')
+  if all(im.get('crowdIndex') is not None for im in kept_images):
+    crowd_index = np.array([float(im['crowdIndex']) for im in kept_images], np.float64)
+  summary.num_images = len(kept_images)
+  summary.num_persons = int(np.count_nonzero(~persons.iscrowd | (persons.num_keypoints > 0)))
+  summary.nonfinite_joints = int(persons.repaired.sum())
+  dataset, category_id = kf.data, min(kf.category_ids)
+  pooled = len(kf.category_ids) > 1   # several keypoint categories are evaluated as one
+  if persons.repaired.any() or persons.rebuilt_bbox.any() or summary.num_skipped or pooled:
+    # What pycocotools (the cross-check backend) reads must hold the same images, people and repairs.
+    anns = [dict(a, keypoints=kp.reshape(-1).tolist(), num_keypoints=int(n), bbox=box.tolist(),
+                 category_id=category_id) if repaired or rebuilt or pooled else a
+            for (_, a), kp, n, box, repaired, rebuilt in zip(items, persons.keypoints, persons.num_keypoints,
+                                                          persons.bbox, persons.repaired, persons.rebuilt_bbox)]
+    dataset = dict(kf.data, images=kept_images, annotations=anns)
   return GroundTruth(
-      source=source,
+      source=kf.source,
       dataset=dataset,
       category_id=category_id,
       image_ids=image_ids,
       crowd_index=crowd_index,
-      image_index=image_index[order].astype(np.int64),
-      ann_ids=np.array([a.get('id', n) for n, a in enumerate(anns)], np.int64)[order],
-      keypoints=keypoints[order],
-      bbox=bbox[order],
-      area=None if any(x is None for x in areas) else np.array(areas, np.float64)[order],
-      iscrowd=iscrowd[order],
-      ignore=(iscrowd | (num_kp == 0))[order],
+      image_index=np.searchsorted(image_ids, [a['image_id'] for _, a in items]).astype(np.int64),
+      ann_ids=np.array([a.get('id', n) for n, a in items], np.int64),
+      keypoints=persons.keypoints,
+      bbox=persons.bbox,
+      area=None if np.isnan(persons.area).any() else persons.area,
+      iscrowd=persons.iscrowd,
+      ignore=persons.iscrowd | (persons.num_keypoints == 0),
+      summary=summary,
   )

@@ -13,6 +13,8 @@ from typing import Any, Dict, Iterable, List, Sequence, Tuple, Union
 
 import numpy as np
 
+from litepose_jax.data import coco_format
+
 ResultsSource = Union[str, os.PathLike, Sequence[Dict[str, Any]]]
 
 
@@ -36,11 +38,7 @@ def keypoint_extent(keypoints: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
 def read_results(path: Union[str, os.PathLike]) -> List[Dict[str, Any]]:
   """Loads a COCO results json (a list of result dicts)."""
   path = os.fspath(path)
-  try:
-    with open(path) as f:
-      results = json.load(f)
-  except (OSError, json.JSONDecodeError) as e:
-    raise ValueError(f'{path}: cannot read results json: {e}') from None
+  results = coco_format.read_json(path, what='results file')
   if not isinstance(results, list):
     raise ValueError(f'{path}: a results file must hold a json list of result dicts')
   return results

@@ -1,6 +1,6 @@
 """Export for phones: TFLite (network alone, or network + decoder), fp32 / fp16 / int8; optional ONNX.
 
-  python -m litepose_jax.export --ckpt=CKPT --format=tflite [--with-decoder] [--quantize=none|fp16|int8] \
+  python -m litepose_jax.export --ckpt=CKPT --format=tflite [--with_decoder] [--quantize=none|fp16|int8] \
       --out=FILE
 
 Modules: graphs.py (the JAX functions exported, TF-free), tflite.py (jax2tf → TFLite converter, the only

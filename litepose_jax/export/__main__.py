@@ -1,12 +1,12 @@
 """Export a checkpoint for phones.
 
-  python -m litepose_jax.export --ckpt=CKPT --format=tflite [--with-decoder] [--quantize=none|fp16|int8] \
-      [--input-shape=HxW] [--batch=1] [--calibration=DIR_OR_GLOB] [--kernels=xnnpack|builtin] --out=FILE
+  python -m litepose_jax.export --ckpt=CKPT --format=tflite [--with_decoder] [--quantize=none|fp16|int8] \
+      [--input_shape=HxW] [--batch=1] [--calibration=DIR_OR_GLOB] [--kernels=xnnpack|builtin] --out=FILE
 
 Writes FILE, then prints its operator set and checks it: the file is run once with LiteRT (ONNX Runtime
 for --format=onnx) on a random input and compared with the JAX model (max |diff| printed; skip with
---no-verify). --format=onnx writes the network alone (variant A), see litepose_jax/export/onnx.py.
-The input size defaults to the architecture's (XS 256², S/M 448², L 512²); --input-shape fixes another
+--noverify). --format=onnx writes the network alone (variant A), see litepose_jax/export/onnx.py.
+The input size defaults to the architecture's (XS 256², S/M 448², L 512²); --input_shape fixes another
 (e.g. 256x384, the test-path shape of a 4:3 landscape image at XS). int8 needs --calibration images.
 --kernels picks the graph layout for the LiteRT CPU path that will run the file: 'xnnpack' (default;
 LiteRT's default delegate: 7x7 depthwise convs cut into pieces of <= 25 taps, 1x1 convs as CONV_2D) or
@@ -15,18 +15,19 @@ LiteRT's default delegate: 7x7 depthwise convs cut into pieces of <= 25 taps, 1x
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import pathlib
 import sys
+import types
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from litepose_jax import checkpoint, models  # pylint: disable=g-import-not-at-top,wrong-import-position
+from litepose_jax import checkpoint, models, runtime  # pylint: disable=g-import-not-at-top,wrong-import-position
 from litepose_jax.export import calibration, graphs, onnx, runner, tflite  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -37,30 +38,33 @@ def _parse_shape(text: str) -> list[tuple[int, int]]:
     if not shapes or any(len(hw) != 2 for hw in shapes):
       raise ValueError
   except ValueError:
-    raise argparse.ArgumentTypeError(
-        f'--input-shape must look like 256x384 (or a list 256x256,256x384), got {text!r}') from None
+    raise ValueError(f'--input_shape must look like 256x384 (or a list 256x256,256x384), got {text!r}') from None
   return shapes
 
 
-def _parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog='python -m litepose_jax.export', description=__doc__.split('\n')[0])
-  p.add_argument('--ckpt', required=True, help='checkpoint directory, step directory or training workdir')
-  p.add_argument('--format', choices=('tflite', 'onnx'), default='tflite')
-  p.add_argument('--with-decoder', action='store_true',
-                 help='variant B: network + jitted decoder, fixed-shape people out')
-  p.add_argument('--quantize', choices=tflite.QUANTIZE_MODES, default='none')
-  p.add_argument('--input-shape', type=_parse_shape, default=None,
-                 help='HxW (default: the architecture size); with --with-decoder a list H1xW1,H2xW2,... '
-                      'gives one signature per shape (default: square, 4:3 and 3:2 test-path shapes)')
-  p.add_argument('--batch', type=int, default=1)
-  p.add_argument('--calibration', default=None, help='int8: directory or glob of calibration images')
-  p.add_argument('--calibration-images', type=int, default=64, help='int8: how many calibration images')
-  p.add_argument('--kernels', choices=tuple(graphs.KERNEL_LAYOUTS), default='xnnpack',
-                 help='tflite: lay the graph out for the XNNPACK delegate (default) or the builtin kernels')
-  p.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
-  p.add_argument('--out', required=True, help='output file (.tflite / .onnx)')
-  p.add_argument('--no-verify', dest='verify', action='store_false', help='skip the check of the file against the JAX model')
-  return p
+def _flags() -> flags.FlagValues:
+  """The entry point's flags, in a FlagValues of their own (runtime.parse_module_flags)."""
+  fv = flags.FlagValues()
+  flags.DEFINE_string('ckpt', None, 'checkpoint directory, step directory or training workdir', flag_values=fv)
+  flags.DEFINE_enum('format', 'tflite', ['tflite', 'onnx'], 'file format', flag_values=fv)
+  flags.DEFINE_bool('with_decoder', False, 'variant B: network + jitted decoder, fixed-shape people out',
+                    flag_values=fv)
+  flags.DEFINE_enum('quantize', 'none', list(tflite.QUANTIZE_MODES), 'tflite weights / activations',
+                    flag_values=fv)
+  flags.DEFINE_string('input_shape', None,
+                      'HxW (default: the architecture size); with --with_decoder a list H1xW1,H2xW2,... gives '
+                      'one signature per shape (default: square, 4:3 and 3:2 test-path shapes)', flag_values=fv)
+  flags.DEFINE_integer('batch', 1, 'batch size of the file', flag_values=fv)
+  flags.DEFINE_string('calibration', None, 'int8: directory or glob of calibration images', flag_values=fv)
+  flags.DEFINE_integer('calibration_images', 64, 'int8: how many calibration images', flag_values=fv)
+  flags.DEFINE_enum('kernels', 'xnnpack', list(graphs.KERNEL_LAYOUTS),
+                    'tflite: lay the graph out for the XNNPACK delegate (default) or the builtin kernels',
+                    flag_values=fv)
+  flags.DEFINE_integer('step', None, 'checkpoint step (default: latest)', flag_values=fv)
+  flags.DEFINE_string('out', None, 'output file (.tflite / .onnx)', flag_values=fv)
+  flags.DEFINE_bool('verify', True, 'check the file against the JAX model (--noverify skips it)', flag_values=fv)
+  flags.mark_flags_as_required(['ckpt', 'out'], flag_values=fv)
+  return fv
 
 
 def onnx_outputs(path: pathlib.Path):
@@ -71,7 +75,7 @@ def onnx_outputs(path: pathlib.Path):
   return lambda x: dict(zip(names, session.run(None, {onnx.INPUT_NAME: x})))
 
 
-def _verify(loaded, make_fn, shape, run_file, runtime: str) -> None:
+def _verify(loaded, make_fn, shape, run_file, engine: str) -> None:
   """Runs the written file once on a random input and prints max |diff| against the JAX model."""
   x = np.random.RandomState(0).standard_normal(shape).astype(np.float32)
   got = run_file(x)
@@ -80,22 +84,23 @@ def _verify(loaded, make_fn, shape, run_file, runtime: str) -> None:
   reference = dataclasses.replace(loaded, model=models.create(loaded.meta['arch'], loaded.meta['num_keypoints']))
   want = {k: np.asarray(v) for k, v in jax.jit(make_fn(reference))(x).items()}
   diffs = {k: float(np.abs(got[k].astype(np.float32) - want[k].astype(np.float32)).max()) for k in want}
-  print(f'{runtime} vs JAX on a random input, max |diff|: ' + ', '.join(f'{k} {v:.3g}' for k, v in diffs.items()))
+  print(f'{engine} vs JAX on a random input, max |diff|: ' + ', '.join(f'{k} {v:.3g}' for k, v in diffs.items()))
 
 
-def export(args: argparse.Namespace) -> pathlib.Path:
-  """Runs the export described by parsed CLI arguments and returns the written path."""
+def export(args) -> pathlib.Path:
+  """Runs the export described by the parsed flags (attributes named as the flags; input_shape a list of
+  (h, w) or None) and returns the written path."""
   impl = graphs.KERNEL_LAYOUTS[args.kernels]
   if args.format == 'onnx':
     if args.quantize != 'none':
       raise ValueError('--quantize applies to --format=tflite only')
     if args.with_decoder:
       raise ValueError('--format=onnx writes the network alone (variant A); decode on the host '
-                       '(or export --format=tflite --with-decoder)')
+                       '(or export --format=tflite --with_decoder)')
     impl = 'xla'  # the ONNX graph is written from the variables; the form only matters for the check
   loaded = checkpoint.load_model(args.ckpt, step=args.step, depthwise_impl=impl)
   if args.input_shape and len(args.input_shape) > 1 and not args.with_decoder:
-    raise ValueError('several --input-shape values need --with-decoder (a network-only file is resized '
+    raise ValueError('several --input_shape values need --with_decoder (a network-only file is resized '
                      'at run time, see docs/export.md)')
   if args.input_shape:
     shapes = [graphs.input_shape(loaded, h, w, args.batch) for h, w in dict.fromkeys(args.input_shape)]
@@ -180,12 +185,20 @@ def _verify_tflite(path: pathlib.Path, loaded, make_fn, shapes, with_decoder: bo
 
 
 def main(argv=None) -> int:
-  args = _parser().parse_args(argv)
+  """`python -m litepose_jax.export` (module docstring); argv without the program name."""
+  fv = _flags()
+  code = runtime.parse_module_flags(fv, argv, __doc__)
+  if code is not None:
+    return code
+  args = types.SimpleNamespace(**fv.flag_values_dict())
+  try:
+    args.input_shape = _parse_shape(args.input_shape) if args.input_shape else None
+  except ValueError as e:
+    return runtime.fail(e, code=2)
   try:
     export(args)
-  except (ValueError, FileNotFoundError, tflite.ExportError, ImportError) as e:
-    print(f'error: {args.out}: {e}' if str(args.out) not in str(e) else f'error: {e}', file=sys.stderr)
-    return 1
+  except (tflite.ExportError, ImportError, *runtime.INPUT_ERRORS) as e:
+    return runtime.fail(e, where=args.out)
   return 0
 
 

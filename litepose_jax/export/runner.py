@@ -105,7 +105,7 @@ class TFLiteModel:
       self._shape = None
       raise ValueError(
           f'{self._where} was exported for input {self.exported_shape} and this runtime cannot resize it '
-          f'to {shape} ({str(e).strip()}); export with --input-shape={shape[1]}x{shape[2]} (and '
+          f'to {shape} ({str(e).strip()}); export with --input_shape={shape[1]}x{shape[2]} (and '
           f'--batch={shape[0]}) or run with the XNNPACK delegate') from e
     self._shape = shape
 

@@ -48,9 +48,11 @@ class TrainInput:
     batches: (start_step, process_index, process_count) → iterator of this process's batches (dicts of
       arrays, see `train_step.BATCH_KEYS`, [B/process_count, ...]). Global batch number `start_step` must
       come first: a resumed run sees exactly the samples an uninterrupted one would.
+    name: what the data is, in error messages (the annotation file).
   """
   num_examples: int
   batches: Callable[[int, int, int], Iterator[Mapping[str, Any]]]
+  name: str = 'the training set'
 
 
 # eval_fn(model, variables, config, workdir, step) -> {metric name: value}
@@ -71,7 +73,8 @@ def pipeline_train_input(config) -> TrainInput:
                                      start_step=start_step, source=source)
     return ds.as_numpy_iterator()
 
-  return TrainInput(num_examples=source.num_examples * pcount, batches=batches)
+  return TrainInput(num_examples=source.num_examples * pcount, batches=batches,
+                    name=str(source.ann_file or 'the training set'))
 
 
 def library_eval_fn(model, variables, config, workdir: epath.Path, step: int) -> dict:
@@ -229,11 +232,11 @@ class _Cadence:
     return (self.eval_every > 0 and step % self.eval_every == 0) or step == self.total
 
 
-def _steps_per_epoch(num_examples: int, global_batch: int) -> int:
-  steps = num_examples // global_batch
+def _steps_per_epoch(train_input: TrainInput, global_batch: int) -> int:
+  steps = train_input.num_examples // global_batch
   if steps < 1:
-    raise ValueError(f'the training set has {num_examples} examples, fewer than one global batch '
-                     f'(input.batch_size={global_batch})')
+    raise ValueError(f'{train_input.name}: {train_input.num_examples} training images, fewer than one global '
+                     f'batch (input.batch_size={global_batch})')
   return steps
 
 
@@ -304,7 +307,6 @@ def train_and_evaluate(config, workdir: epath.PathLike, *, train_input: Optional
      'eval': last eval metrics}.
   """
   workdir = epath.Path(workdir) if '://' in str(workdir) else epath.Path(workdir).absolute()
-  workdir.mkdir(parents=True, exist_ok=True)
   is_main = jax.process_index() == 0
   mesh = sharding.make_mesh()
   global_batch = int(config.input.batch_size)
@@ -312,7 +314,7 @@ def train_and_evaluate(config, workdir: epath.PathLike, *, train_input: Optional
   model, image_size = from_config.create_model(config), from_config.input_size(config)
   train_input = train_input or pipeline_train_input(config)
   eval_fn = eval_fn or library_eval_fn
-  steps_per_epoch = _steps_per_epoch(train_input.num_examples, global_batch)
+  steps_per_epoch = _steps_per_epoch(train_input, global_batch)
   total_steps = int(config.num_train_steps) or int(config.train.num_epochs) * steps_per_epoch
   tx, schedule = from_config.optimizer(config, steps_per_epoch, total_steps)
   abstract_state, init_state = _make_state(config, model, tx, mesh, image_size)
@@ -322,6 +324,7 @@ def train_and_evaluate(config, workdir: epath.PathLike, *, train_input: Optional
   meta = checkpoint.model_meta(model.arch, model.num_keypoints, config.dataset.keypoints, source='train',
                                config=config.to_json())
   result = {'step': 0, 'preempted': False, 'train': {}, 'eval': {}}
+  workdir.mkdir(parents=True, exist_ok=True)   # after the data and config checks: a bad input writes nothing
   with contextlib.ExitStack() as cleanup:   # every exit path waits for the last async checkpoint save
     ckpt = cleanup.enter_context(checkpoint.TrainCheckpointer(workdir / 'checkpoints', meta,
                                                               config.keep_checkpoints))
