@@ -6,6 +6,7 @@
 """
 
 from litepose_jax.inference.predictor import aggregate_passes
+from litepose_jax.inference.predictor import Maps
 from litepose_jax.inference.predictor import materialize
 from litepose_jax.inference.predictor import multi_scale_size
 from litepose_jax.inference.predictor import Prediction
