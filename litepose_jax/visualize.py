@@ -232,6 +232,14 @@ def colormap(values: np.ndarray) -> np.ndarray:
   return cv2.cvtColor(cv2.applyColorMap(index, cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)
 
 
+def hue_colormap(values: np.ndarray) -> np.ndarray:
+  """Values in [0, 1] (clipped) [h,w] → bright RGB uint8 [h,w,3] of hue 0°-270° (red, yellow, green, blue,
+  violet): the tag view's scale, where both ends must stand out as clearly as the middle."""
+  hue = np.round(np.clip(values, 0.0, 1.0) * 135.0).astype(np.uint8)   # OpenCV hue: 0-179 for 0°-358°
+  hsv = np.stack([hue, np.full_like(hue, 230), np.full_like(hue, 255)], axis=-1)
+  return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
 def _blend(image: np.ndarray, color: np.ndarray, weight: np.ndarray) -> np.ndarray:
   """The image in dimmed grey (so the colours stand out), `color` laid over with weight [h,w] in [0, 1]."""
   grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)[..., None] * 0.55
@@ -263,7 +271,7 @@ def tag_overlay(image: np.ndarray, heat: np.ndarray, tags: np.ndarray, lo: float
   strongest = np.argmax(heat, axis=0)[None]
   tag = np.take_along_axis(tags, strongest, axis=0)[0]
   strength = np.take_along_axis(heat, strongest, axis=0)[0]
-  return _blend(image, colormap((tag - lo) / (hi - lo)), 0.95 * np.sqrt(np.clip(strength, 0.0, 1.0)))
+  return _blend(image, hue_colormap((tag - lo) / (hi - lo)), 0.95 * np.sqrt(np.clip(strength, 0.0, 1.0)))
 
 
 def _text(image: np.ndarray, text: str, x: int, y: int, font_scale: float = 0.45) -> None:
@@ -280,10 +288,10 @@ def _titled(tile: np.ndarray, title: str, legend: Optional[np.ndarray] = None,
   return np.concatenate(parts, axis=0)
 
 
-def colour_bar(width: int, lo: float, hi: float, label: str) -> np.ndarray:
-  """A legend strip [_LEGEND, width, 3]: the colour scale from lo (left) to hi (right), named."""
+def colour_bar(width: int, lo: float, hi: float, label: str, cmap=colormap) -> np.ndarray:
+  """A legend strip [_LEGEND, width, 3]: the colour scale `cmap` from lo (left) to hi (right), named."""
   strip = np.full((_LEGEND, width, 3), _WHITE, np.uint8)
-  strip[3:13, 4:width - 4] = colormap(np.tile(np.linspace(0.0, 1.0, max(width - 8, 1)), (10, 1)))
+  strip[3:13, 4:width - 4] = cmap(np.tile(np.linspace(0.0, 1.0, max(width - 8, 1)), (10, 1)))
   _text(strip, f'{lo:.2f}', 4, 29, 0.4)
   _text(strip, label, width // 2 - 4 * len(label), 29, 0.4)
   (tw, _), _ = cv2.getTextSize(f'{hi:.2f}', cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
@@ -358,7 +366,7 @@ def views_panel(image: np.ndarray, views: Sequence[str], maps=None, keypoints: O
                          colour_bar(zw, 0.0, 1.0, 'heatmap value')))
     if 'tags' in views:
       top.append(_titled(tag_overlay(big, heat, tags, lo, hi), 'tags of the strongest joint (1 person = 1 colour)',
-                         colour_bar(zw, lo, hi, 'tag value')))
+                         colour_bar(zw, lo, hi, 'tag value', hue_colormap)))
     # Per-joint tiles: two rows of ceil(K/2), as wide as the top row allows (at least 160 px each).
     cols = math.ceil(k / 2)
     top_width = sum(t.shape[1] for t in top) + _GAP * (len(top) - 1)
