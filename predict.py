@@ -78,7 +78,7 @@ def _results(image_id, kp, scores, hw, extra, track_ids=None):
     person = person.copy()
     person[:, 0] = np.clip(person[:, 0], 0, hw[1] - 1)
     person[:, 1] = np.clip(person[:, 1], 0, hw[0] - 1)
-    ids = {} if track_ids is None or i >= len(track_ids) else {'track_id': int(track_ids[i])}
+    ids = {} if track_ids is None or track_ids[i] < 0 else {'track_id': int(track_ids[i])}
     out.append(dict(image_id=image_id, category_id=1, keypoints=[round(float(v), 3) for v in person.ravel()],
                     score=round(float(score), 5), **extra, **ids))
   return out
@@ -138,9 +138,12 @@ class Annotator:
           skeleton_title=f'{len(kp)} people (score >= {self.min_score:g})' + (', id' if ids is not None else ''))
     else:
       drawing = visualize.draw_people(image, kp, ks.skeleton, scores, colors=colors, labels=labels)
-    if self.json_all:
-      order = np.concatenate([np.flatnonzero(keep), np.flatnonzero(~keep)])  # tracked people first
-      kp, scores = pred.keypoints[order], pred.scores[order]
+    if self.json_all:   # everyone, in the decoder's order; people under min_score have no track id
+      kp, scores = pred.keypoints, pred.scores
+      if ids is not None:
+        full = np.full(len(scores), -1, np.int64)
+        full[keep] = ids
+        ids = full
     return drawing, _results(image_id, kp, scores, image.shape[:2], extra, ids)
 
 

@@ -191,3 +191,14 @@ def test_worst_images_can_show_the_maps(tiny_model, data_dir, tmp_path):
   assert plain.shape == (h * u + 24, 2 * w * u + 8, 3)
   np.testing.assert_array_equal(viewed[:plain.shape[0], :plain.shape[1]], plain)   # the pair, unchanged
   assert viewed.shape[0] > plain.shape[0] + 22 + h * u
+
+
+def test_min_score_hides_weak_people_and_json_all_keeps_them():
+  kp, _ = next(test_track._video())
+  pred = inference.Prediction(kp[:3], np.array([0.9, 0.05, 0.7]))
+  image = np.zeros((360, 640, 3), np.uint8)
+  _, people = predict.Annotator(KS, ('skeleton',), 0.15, False, track.Tracker(KS.sigmas))(image, pred, 0, {})
+  assert [p['score'] for p in people] == [0.9, 0.7] and [p['track_id'] for p in people] == [0, 1]
+  _, people = predict.Annotator(KS, ('skeleton',), 0.15, True, track.Tracker(KS.sigmas))(image, pred, 0, {})
+  assert [p['score'] for p in people] == [0.9, 0.05, 0.7]     # the decoder's order
+  assert [p.get('track_id') for p in people] == [0, None, 1]
