@@ -362,7 +362,6 @@ def main(argv):
     if camera:
       code = _run_stream(spec, predictor, annotator, out, show, results)
     elif video:
-      out.mkdir(parents=True, exist_ok=True)
       code = _run_video(src, predictor, annotator, out, results)
     else:
       code = _run_images(paths, predictor, annotator, out, results)
