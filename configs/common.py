@@ -98,4 +98,5 @@ def get_config(arch: str = 'xs', dataset: str = 'crowdpose') -> ml_collections.C
   c.eval.tie_break = 'munkres'         # 'munkres' (the authors' assignment, default) | 'distance'
   c.eval.max_images = 0                # 0: the whole split
   c.eval.num_worst_images = 8          # PNGs of the worst images written by evaluate.py
+  c.eval.worst_image_views = ''        # add 'heatmaps' and/or 'tags' (comma-separated) to those PNGs
   return c

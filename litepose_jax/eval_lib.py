@@ -94,7 +94,8 @@ class Worst(NamedTuple):
   """An image kept for the worst-image PNGs: its quality, predictions and network input.
 
   quality: mean OKS (`image_quality`); keypoints [P,K,3] in image pixels; scores [P]; image [h',w',3]
-  uint8 network input; center, scale [2]: its back-projection parameters.
+  uint8 network input; center, scale [2]: its back-projection parameters; inputs [h',w',3] the normalised
+  network input itself (to recompute its maps for the heatmap / tag views).
   """
   quality: float
   image_id: int
@@ -103,6 +104,7 @@ class Worst(NamedTuple):
   image: np.ndarray
   center: np.ndarray
   scale: np.ndarray
+  inputs: Optional[np.ndarray] = None
 
 
 def _people(gt: evaluation.GroundTruth, image_id: int) -> slice:
@@ -228,7 +230,7 @@ def run(predictor: inference.Predictor, batches: Iterable[Dict[str, Any]],
         q = image_quality(kp[j][keep], scores[j][keep], gt, image_id, scale, ks, evaluator.protocol.max_dets)
         item = (-q, image_id, Worst(q, image_id, kp[j][keep], scores[j][keep],
                                     inference.to_uint8(batch['image'][j]), batch['center'][j],
-                                    batch['scale'][j]))
+                                    batch['scale'][j], batch['image'][j]))
         if len(heap) < num_worst:
           heapq.heappush(heap, item)
         elif item[0] > heap[0][0]:  # worse than the best image kept so far
@@ -257,16 +259,31 @@ def run(predictor: inference.Predictor, batches: Iterable[Dict[str, Any]],
 
 
 def write_worst(workdir: str, worst: Iterable[Worst], gt: evaluation.GroundTruth,
-                keypoint_set: kp_lib.KeypointSet) -> List[str]:
-  """PNGs of the worst images (visualize.prediction_vs_truth) in workdir/worst_images/. Returns the written paths."""
+                keypoint_set: kp_lib.KeypointSet, views: Tuple[str, ...] = (),
+                predictor: Optional[inference.Predictor] = None, variables=None) -> List[str]:
+  """PNGs of the worst images (visualize.prediction_vs_truth) in workdir/worst_images/.
+
+  Args:
+    views: 'heatmaps' / 'tags' (config.eval.worst_image_views) add the map views under each pair; the maps
+      are recomputed by `predictor` (with `variables`) on each worst image's stored network input.
+  Returns:
+    The written paths.
+  """
   out_dir = pathlib.Path(workdir) / 'worst_images'
   out_dir.mkdir(parents=True, exist_ok=True)
   written = []
+  map_views = tuple(v for v in views if v != 'skeleton')
   for rank, item in enumerate(worst):
     path = out_dir / f'{rank:02d}_{item.image_id}_oks{item.quality:.2f}.png'
+    heat = tags = None
+    if map_views:
+      out = predictor.predict_prepared([item.inputs[None]], item.center[None], item.scale[None], variables,
+                                       with_maps=True)
+      heat, tags = out[3][0], out[4][0]
     drawing = visualize.prediction_vs_truth(item.image, item.keypoints, item.scores,
                                             gt.keypoints[_people(gt, item.image_id)], item.center, item.scale,
-                                            keypoint_set.skeleton)
+                                            keypoint_set.skeleton, heatmaps=heat, tags=tags, views=map_views,
+                                            joint_names=keypoint_set.joint_names)
     visualize.write_rgb(str(path), drawing)
     written.append(str(path))
   return written
@@ -287,6 +304,7 @@ def evaluate(config, model, variables, keypoint_set: kp_lib.KeypointSet, input_s
     some batch reused a compiled input shape).
   """
   import jax  # pylint: disable=g-import-not-at-top
+  views = visualize.parse_views(config.eval.worst_image_views)   # a typo fails before the run, not after
   gt = gt or ground_truth(config)
   predictor = from_config.predictor(config, model, variables, keypoint_set, input_size)
   evaluator = evaluation.KeypointEvaluator(gt, keypoint_set)
@@ -306,5 +324,5 @@ def evaluate(config, model, variables, keypoint_set: kp_lib.KeypointSet, input_s
     evaluator.write_results(os.path.join(workdir, 'results.json'))
     with open(os.path.join(workdir, 'metrics.json'), 'w') as f:
       json.dump({k: float(v) for k, v in result.metrics.items()}, f, indent=1)
-    write_worst(workdir, result.worst, gt, keypoint_set)
+    write_worst(workdir, result.worst, gt, keypoint_set, views, predictor)
   return dict(result.metrics, images_per_second=result.timing['images_per_second'])

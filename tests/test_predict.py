@@ -37,7 +37,7 @@ def jax_predictions(reference_dir, data_dir, tmp_path_factory):
   out = tmp_path_factory.mktemp('predict') / 'jax'
   proc = _run('predict.py', [f'--ckpt={reference_dir / "litepose_xs_reference.npz"}', '--arch=xs',
                              '--keypoints=crowdpose', f'--input={data_dir / "crowdpose_sample"}',
-                             f'--output={out}', '--batch_size=1'], out.parent)
+                             f'--output={out}', '--batch_size=1', '--json_all_people'], out.parent)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert 'images/s' in proc.stdout
   return out
@@ -82,7 +82,7 @@ def test_predict_with_an_exported_tflite_file(jax_predictions, reference_dir, da
                           '--noverify']) == 0
   out = tmp_path / 'tflite'
   proc = _run('predict.py', [f'--model={model_file}', f'--input={data_dir / "crowdpose_sample"}',
-                             f'--output={out}'], tmp_path)
+                             f'--output={out}', '--json_all_people'], tmp_path)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert (out / '103319_pose.jpg').is_file() and (out / '106848_pose.jpg').is_file()
   want, got = _by_image(jax_predictions), _by_image(out)

@@ -67,12 +67,15 @@ class TFLitePredictor:
 
       # The file runs on the host; everything after it (aggregation of the passes, decoding) is one
       # jitted program. The input resolution is twice that of out_half.
-      def post(out_quarter, out_half):
+      def post(out_quarter, out_half, with_maps=False):
         base_hw = (2 * out_half.shape[1], 2 * out_half.shape[2])
-        heat, tags = inference.aggregate_passes(out_quarter, out_half, flip_index, flip, base_hw)
-        return decode.parse_maps(*inference.materialize(heat, tags), cfg)
+        heat, tags = inference.materialize(
+            *inference.aggregate_passes(out_quarter, out_half, flip_index, flip, base_hw))
+        out = decode.parse_maps(heat, tags, cfg)
+        return out + (heat, tags) if with_maps else out
 
       self._post = jax.jit(post)
+      self._post_maps = jax.jit(lambda q, h: post(q, h, with_maps=True))  # views only (predict.py --draw)
     elif not flip:
       raise ValueError(f'{path} holds the decoder (variant B), which runs the flip test inside; '
                        'flip=False needs a network-only (variant A) file')
@@ -85,9 +88,13 @@ class TFLitePredictor:
       return tuple(np.concatenate([o[j] for o in outs]) for j in range(2))
     return self.net.network(images)
 
-  def _run(self, x: np.ndarray):
-    """x [1,h',w',3] → keypoints [1,S,K,3] at input resolution, scores [1,S], valid [1,S] bool."""
+  def _run(self, x: np.ndarray, with_maps: bool = False):
+    """x [1,h',w',3] → keypoints [1,S,K,3] at input resolution, scores [1,S], valid [1,S] bool (and with_maps:
+    heatmaps [1,K,h',w'], tags [1,K,L,h',w'])."""
     if self.variant == 'network+decoder':
+      if with_maps:
+        raise ValueError(f'{self._path} holds the decoder (variant B) and returns people only; the heatmap '
+                         'and tag views need a network-only file (export without --with-decoder) or --ckpt')
       if tuple(x.shape) not in self.net.shapes:
         have = ','.join(f'{s[1]}x{s[2]}' for s in self.net.shapes)
         raise ValueError(f'{self._path} holds the decoder for inputs {have}; this image needs '
@@ -96,19 +103,26 @@ class TFLitePredictor:
       out = self.net(x)
       return out['keypoints'], out['scores'], out['valid'].astype(bool)
     batch = np.concatenate([x, x[:, :, ::-1]]) if self._flip else x  # the pass order aggregate_passes reads
-    return tuple(np.asarray(o) for o in self._post(*self._network(batch)))
+    post = self._post_maps if with_maps else self._post
+    return tuple(np.asarray(o) for o in post(*self._network(batch)))
 
-  def predict(self, images: Iterable[np.ndarray]) -> List[inference.Prediction]:
-    """One inference.Prediction per RGB uint8 image [h,w,3] (any sizes), in input order."""
+  def predict(self, images: Iterable[np.ndarray], with_maps: bool = False) -> List[inference.Prediction]:
+    """One inference.Prediction per RGB uint8 image [h,w,3] (any sizes), in input order.
+
+    Args:
+      with_maps: fill each Prediction's `maps` (variant A files only), as inference.Predictor.predict.
+    """
     results: List[inference.Prediction] = []
     for image in images:
       x, center, scale = inference.resize_align(image, self.input_size)
       start = time.perf_counter()
-      kp, scores, valid = self._run(x[None])
+      out = self._run(x[None], with_maps)
+      kp, scores, valid = out[:3]
       kp = np.asarray(inference.to_image(kp, center[None].astype(np.float32),
                                          scale[None].astype(np.float32), x.shape[:2]))
       self.batch_times.append((1, time.perf_counter() - start, x.shape not in self._seen))
       self._seen.add(x.shape)
-      results.append(inference.Prediction(kp[0][valid[0]], scores[0][valid[0]]))
+      maps = inference.Maps(out[3][0], out[4][0], center, scale) if with_maps else None
+      results.append(inference.Prediction(kp[0][valid[0]], scores[0][valid[0]], maps))
     return results
 

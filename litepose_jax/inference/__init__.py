@@ -8,7 +8,7 @@ The predictor's names are re-exported here (`inference.Predictor`, `inference.re
 so that `from litepose_jax import PoseEstimator` (api.py) does not import JAX before it is needed.
 """
 
-_PREDICTOR_NAMES = ('aggregate_passes', 'materialize', 'multi_scale_size', 'Prediction', 'Predictor',
+_PREDICTOR_NAMES = ('aggregate_passes', 'Maps', 'materialize', 'multi_scale_size', 'Prediction', 'Predictor',
                     'read_rgb', 'resize_align', 'test_time_maps', 'to_image', 'to_uint8', 'upsample2x')
 
 

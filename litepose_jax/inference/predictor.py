@@ -93,8 +93,16 @@ def read_rgb(path) -> np.ndarray:
   """An image file as [h,w,3] RGB uint8 (EXIF orientation ignored, as the datasets' annotations assume).
 
   Raises:
-    OSError: the file is missing or not a readable image (the message names it).
+    OSError: the file is missing, not a readable image, or a truncated / corrupt JPEG or PNG (which OpenCV
+      would decode with a grey fill and only a libjpeg warning); the message names it.
   """
+  from litepose_jax.data import image_files  # pylint: disable=g-import-not-at-top
+  try:
+    image_files.inspect_image(str(path))
+  except image_files.BadImageError as e:
+    # Other reasons (WebP / TIFF files, CMYK JPEGs) are TF's limits, not OpenCV's.
+    if e.reason in ('missing file', 'empty file', 'truncated file', 'corrupt file'):
+      raise OSError(str(e)) from None
   image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
   if image is None:
     raise OSError(f'{path}: not a readable image')
@@ -221,10 +229,25 @@ def to_image(keypoints: jax.Array, center: jax.Array, scale: jax.Array, map_hw: 
 
 
 @dataclasses.dataclass
+class Maps:
+  """One image's aggregated maps at network-input resolution (what the decoder read), and their placement.
+
+  heatmaps [K,H,W]; tags [K,L,H,W]; center (2,), scale (2,): the back-projection of `to_image`, so that
+  map pixel (u, v) lies at image pixel center + ((u, v) − (W/2, H/2))·scale_x·200/W.
+  """
+  heatmaps: np.ndarray
+  tags: np.ndarray
+  center: np.ndarray
+  scale: np.ndarray
+
+
+@dataclasses.dataclass
 class Prediction:
-  """One image's people: keypoints [P,K,3] (x, y in image pixels, val), scores [P]."""
+  """One image's people: keypoints [P,K,3] (x, y in image pixels, val), scores [P]; maps when asked for
+  (`Predictor.predict(..., with_maps=True)`), else None."""
   keypoints: np.ndarray
   scores: np.ndarray
+  maps: Optional[Maps] = None
 
 
 class Predictor:
@@ -253,14 +276,18 @@ class Predictor:
     self.variables = variables
     apply_fn = lambda v, x: model.apply(v, x, train=False)
 
-    @jax.jit
-    def run(variables, inputs, center, scale):
+    def run(variables, inputs, center, scale, with_maps=False):
       heat, tags = test_time_maps(functools.partial(apply_fn, variables), inputs,
                                   keypoint_set.flip_index, self.flip, self.scales)
-      kp, scores, valid = decode.parse_maps(*materialize(heat, tags), self.decode_config)
-      return to_image(kp, center, scale, heat.shape[2:]), scores, valid
+      heat, tags = materialize(heat, tags)
+      kp, scores, valid = decode.parse_maps(heat, tags, self.decode_config)
+      out = (to_image(kp, center, scale, heat.shape[2:]), scores, valid)
+      return out + (heat, tags) if with_maps else out
 
-    self._run = run
+    self._run = jax.jit(run)
+    # A second program that also returns the maps (views): compiled only when asked for, so the default
+    # path neither computes nor copies them.
+    self._run_maps = jax.jit(functools.partial(run, with_maps=True))
     self._compiled = set()
     # (images, seconds, compiled) per batch run by `predict`: the first batch of a new input shape
     # includes compilation, so speed reports should use the others.
@@ -276,17 +303,19 @@ class Predictor:
     return inputs, center, scale
 
   def predict_prepared(self, inputs: Sequence[np.ndarray], center: np.ndarray, scale: np.ndarray,
-                       variables=None):
+                       variables=None, with_maps: bool = False):
     """Jitted path on a batch: inputs one [B,h_s,w_s,3] per scale, center/scale [B,2].
 
     Args:
       variables: weights to use instead of the predictor's own (same shapes: no recompilation).
+      with_maps: also return the aggregated maps the decoder read.
     Returns:
-      keypoints [B,S,K,3] (image pixels), scores [B,S], valid [B,S] (NumPy).
+      keypoints [B,S,K,3] (image pixels), scores [B,S], valid [B,S] (NumPy); with_maps: then heatmaps
+      [B,K,H,W] and tags [B,K,L,H,W] at the scale-1.0 input resolution.
     """
-    out = self._run(self.variables if variables is None else variables,
-                    [jnp.asarray(x) for x in inputs], jnp.asarray(center, jnp.float32),
-                    jnp.asarray(scale, jnp.float32))
+    run = self._run_maps if with_maps else self._run
+    out = run(self.variables if variables is None else variables, [jnp.asarray(x) for x in inputs],
+              jnp.asarray(center, jnp.float32), jnp.asarray(scale, jnp.float32))
     return tuple(np.asarray(o) for o in out)
 
   def predict_batch(self, batch, variables=None):
@@ -303,8 +332,12 @@ class Predictor:
                        f'{self.scales}')
     return self.predict_prepared([batch['image']], batch['center'], batch['scale'], variables)
 
-  def predict(self, images: Iterable[np.ndarray]) -> List[Prediction]:
-    """Predictions for RGB uint8 images of any sizes (batched by input shape, in input order)."""
+  def predict(self, images: Iterable[np.ndarray], with_maps: bool = False) -> List[Prediction]:
+    """Predictions for RGB uint8 images of any sizes (batched by input shape, in input order).
+
+    Args:
+      with_maps: fill each Prediction's `maps` (heatmaps and tags, for drawing; a second compiled program).
+    """
     images = list(images)
     prepared = [self.prepare(im) for im in images]
     results: List[Optional[Prediction]] = [None] * len(images)
@@ -321,10 +354,13 @@ class Predictor:
         scale = np.stack([prepared[i][2] for i in padded])
         shape = tuple(x.shape for x in inputs)
         start_time = time.perf_counter()
-        kp, scores, valid = self.predict_prepared(inputs, center, scale)
-        self.batch_times.append((len(chunk), time.perf_counter() - start_time, shape not in self._compiled))
-        self._compiled.add(shape)
+        out = self.predict_prepared(inputs, center, scale, with_maps=with_maps)
+        kp, scores, valid = out[:3]
+        key = (shape, with_maps)
+        self.batch_times.append((len(chunk), time.perf_counter() - start_time, key not in self._compiled))
+        self._compiled.add(key)
         for j, i in enumerate(chunk):
-          results[i] = Prediction(kp[j][valid[j]], scores[j][valid[j]])
+          maps = Maps(out[3][j], out[4][j], center[j], scale[j]) if with_maps else None
+          results[i] = Prediction(kp[j][valid[j]], scores[j][valid[j]], maps)
     return results
 
