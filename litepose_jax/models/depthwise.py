@@ -75,21 +75,40 @@ def _native_piece(x: jax.Array, kernel: jax.Array, stride: int, dilation: Tuple[
       rhs_dilation=dilation, dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=c)
 
 
+def _grid_piece(x: jax.Array, kernel: jax.Array, rows: range, cols: range, stride: int) -> jax.Array:
+  """The taps kernel[rows × cols] (offsets from the centre, each an arithmetic progression symmetric about
+  0) as one native depthwise conv with dilation (row step, column step), centred on the output pixel."""
+  pad = kernel.shape[0] // 2
+  sub = kernel[pad + rows.start:pad + rows.stop:rows.step, pad + cols.start:pad + cols.stop:cols.step]
+  return _native_piece(x, sub, stride, (rows.step, cols.step))
+
+
 def depthwise_conv_rings(x: jax.Array, kernel: jax.Array, stride: int = 1,
                          max_taps: int = _SINGLE_PASS_TAPS) -> jax.Array:
   """Native depthwise conv cut into pieces of ≤ 25 taps (the 'tflite' export form, see module doc).
 
-  A k×k kernel (k > 5) is its centred 5×5 plus, for every ring r = 3 … k//2 around it, two dilated
-  pieces: the ring's top and bottom rows ([2, 2r+1] taps, row dilation 2r) and the rest of its left and
-  right columns ([2r−1, 2] taps, column dilation 2r). Every piece is centred on the output pixel, so each
-  keeps symmetric padding ('SAME' at stride 1: no PAD or SLICE op, and a file resizes to other input
-  shapes at run time). x [B,H,W,C], kernel [k,k,C] → [B,H',W',C], the same values as
+  7x7 (the LitePose blocks) is cut by row parity into three pieces, each a dilated rectangle centred on
+  the output pixel: the even rows {−2, 0, 2} × all 7 columns (21 taps, row dilation 2), the odd rows
+  {−3, −1, 1, 3} × columns −2..2 (20 taps) and the odd rows × columns ±3 (8 taps, dilation (2, 6)).
+  XNNPACK runs a piece at the cost of its kernel tile (≤ 9 or ≤ 25 taps): two 25-tap passes and one 9-tap
+  pass, where the ring cut (centred 5x5 + rows ±3 + columns ±3) takes three 25-tap passes
+  (bench/tflite_ops.py, docs/cpu_inference.md). Three is the fewest pieces that cover a 7x7.
+  Other k×k (k > 5): the centred 5×5 plus, for every ring r = 3 … k//2 around it, two dilated pieces:
+  the ring's top and bottom rows ([2, 2r+1] taps, row dilation 2r) and the rest of its left and right
+  columns ([2r−1, 2] taps, column dilation 2r).
+  Every piece keeps symmetric padding ('SAME' at stride 1: no PAD or SLICE op, and a file resizes to
+  other input shapes at run time). x [B,H,W,C], kernel [k,k,C] → [B,H',W',C], the same values as
   `depthwise_conv_xla` up to the order of the float additions. Kernels of ≤ `max_taps` taps stay one op.
   """
   k = kernel.shape[0]
   if k * k <= max_taps:
     return depthwise_conv_xla(x, kernel, stride)
   pad = k // 2
+  if k == 7 and max_taps >= 21:
+    even, odd = range(-2, 3, 2), range(-3, 4, 2)
+    return (_grid_piece(x, kernel, even, range(-3, 4), stride)
+            + _grid_piece(x, kernel, odd, range(-2, 3), stride)
+            + _grid_piece(x, kernel, odd, range(-3, 4, 6), stride))
   center = max(r for r in range(pad + 1) if (2 * r + 1) ** 2 <= max_taps)
   out = depthwise_conv_xla(x, kernel[pad - center:pad + center + 1, pad - center:pad + center + 1], stride)
   for r in range(center + 1, pad + 1):
