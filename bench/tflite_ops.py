@@ -6,8 +6,9 @@ same op repeated `--reps` times, so that the call overhead is shared) and runs t
 process with 2 threads (`--threads`), the XNNPACK delegate on, as bench/cpu_runtimes.py runs our file:
 
   dw 7x7 one op    the depthwise 7x7 as one DEPTHWISE_CONV_2D (the 'xla' form)
-  dw 7x7 rings     the 'tflite' export form: centre 5x5 + [2,7] (row dilation 6) + [5,2] (column dilation 6),
-                   summed by 2 ADDs (models/depthwise.py)
+  dw 7x7 parity cut   the 'tflite' export form (models/depthwise.py): even rows × 7 columns (21 taps) + odd
+                   rows × columns −2..2 (20) + odd rows × columns ±3 (8), summed by 2 ADDs
+  dw 7x7 ring cut  the earlier form: centre 5x5 + [2,7] (row dilation 6) + [5,2] (column dilation 6)
   dw 5x5, dw 3x3, pieces ...   single DEPTHWISE_CONV_2D ops by tap count (XNNPACK runs kernels of up to 9 and
                    up to 25 taps in one pass; a piece of 10-25 taps costs about a 5x5)
   add              one ADD (fused ReLU) of two such tensors: a memory pass, what each extra piece also costs
@@ -52,6 +53,14 @@ def _repeat(f, reps):
   return g
 
 
+def ring_cut(x, k7):
+  """The 7x7 as centre 5x5 + rows ±3 ([2,7], row dilation 6) + columns ±3 of rows −2..2 ([5,2])."""
+  rows = np.stack([k7[0], k7[6]])
+  cols = np.stack([k7[1:6, 0], k7[1:6, 6]], axis=1)
+  piece = depthwise._native_piece  # pylint: disable=protected-access
+  return piece(x, k7[1:6, 1:6], 1, (1, 1)) + piece(x, rows, 1, (6, 1)) + piece(x, cols, 1, (1, 6))
+
+
 def forms(shape, rng) -> dict:
   """{name: function of x `shape` [B,H,W,C] → same shape}: the depthwise, add and 1x1 forms."""
   c = shape[-1]
@@ -68,7 +77,8 @@ def forms(shape, rng) -> dict:
                                                dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
   return {
       'dw 7x7 one op': lambda x: depthwise.depthwise_conv_xla(x, k7),
-      'dw 7x7 rings': lambda x: depthwise.depthwise_conv_rings(x, k7),
+      'dw 7x7 parity cut': lambda x: depthwise.depthwise_conv_rings(x, k7),
+      'dw 7x7 ring cut': lambda x: ring_cut(x, k7),
       'dw 5x5 (25 taps)': piece(5, 5, (1, 1)),
       'dw 3x3 (9 taps)': piece(3, 3, (1, 1)),
       'piece [2,7] dil 6 (14)': piece(2, 7, (6, 1)),

@@ -23,12 +23,11 @@ GPUs and TPUs have good native depthwise kernels, so there we keep `lax.conv_gen
 the same result (tested, forward and gradients).
 
 'tflite' is the export form for LiteRT's default CPU path, the XNNPACK delegate: native ops, with every
-k×k depthwise kernel bigger than 5×5 cut into pieces of at most 25 taps, each centred on the output pixel
-(7x7 = the centre 5x5 + the top/bottom rows as a [2,7] kernel with row dilation 6 + the remaining
-left/right columns as a [5,2] kernel with column dilation 6), summed (`depthwise_conv_rings`). XNNPACK
-has single-pass depthwise kernels up to 25 taps and runs larger ones several times slower (x86,
-measured: four 7x7 layers on 64×64×96 33.7 ms, the three pieces 4.5 ms; LiteRT's builtin kernels 9.2
-vs 10.7 ms).
+k×k depthwise kernel bigger than 5×5 cut into pieces of at most 25 taps, each centred on the output pixel,
+summed (`depthwise_conv_rings`; 7x7: even rows × all columns, odd rows × columns −2..2, odd rows ×
+columns ±3). XNNPACK runs depthwise kernels of up to 9 and up to 25 taps in one pass, each piece at the
+cost of its tile, and larger kernels on a path several times slower than the pieces (x86; per-op table in
+docs/cpu_inference.md, bench/tflite_ops.py).
 """
 
 from __future__ import annotations
