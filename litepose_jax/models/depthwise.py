@@ -23,12 +23,11 @@ GPUs and TPUs have good native depthwise kernels, so there we keep `lax.conv_gen
 the same result (tested, forward and gradients).
 
 'tflite' is the export form for LiteRT's default CPU path, the XNNPACK delegate: native ops, with every
-k×k depthwise kernel bigger than 5×5 cut into pieces of at most 25 taps, each centred on the output pixel
-(7x7 = the centre 5x5 + the top/bottom rows as a [2,7] kernel with row dilation 6 + the remaining
-left/right columns as a [5,2] kernel with column dilation 6), summed (`depthwise_conv_rings`). XNNPACK
-has single-pass depthwise kernels up to 25 taps and runs larger ones several times slower (x86,
-measured: four 7x7 layers on 64×64×96 33.7 ms, the three pieces 4.5 ms; LiteRT's builtin kernels 9.2
-vs 10.7 ms).
+k×k depthwise kernel bigger than 5×5 cut into pieces of at most 25 taps, each centred on the output pixel,
+summed (`depthwise_conv_rings`; 7x7: even rows × all columns, odd rows × columns −2..2, odd rows ×
+columns ±3). XNNPACK runs depthwise kernels of up to 9 and up to 25 taps in one pass, each piece at the
+cost of its tile, and larger kernels on a path several times slower than the pieces (x86; per-op table in
+docs/cpu_inference.md, bench/tflite_ops.py).
 """
 
 from __future__ import annotations
@@ -75,21 +74,40 @@ def _native_piece(x: jax.Array, kernel: jax.Array, stride: int, dilation: Tuple[
       rhs_dilation=dilation, dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=c)
 
 
+def _grid_piece(x: jax.Array, kernel: jax.Array, rows: range, cols: range, stride: int) -> jax.Array:
+  """The taps kernel[rows × cols] (offsets from the centre, each an arithmetic progression symmetric about
+  0) as one native depthwise conv with dilation (row step, column step), centred on the output pixel."""
+  pad = kernel.shape[0] // 2
+  sub = kernel[pad + rows.start:pad + rows.stop:rows.step, pad + cols.start:pad + cols.stop:cols.step]
+  return _native_piece(x, sub, stride, (rows.step, cols.step))
+
+
 def depthwise_conv_rings(x: jax.Array, kernel: jax.Array, stride: int = 1,
                          max_taps: int = _SINGLE_PASS_TAPS) -> jax.Array:
   """Native depthwise conv cut into pieces of ≤ 25 taps (the 'tflite' export form, see module doc).
 
-  A k×k kernel (k > 5) is its centred 5×5 plus, for every ring r = 3 … k//2 around it, two dilated
-  pieces: the ring's top and bottom rows ([2, 2r+1] taps, row dilation 2r) and the rest of its left and
-  right columns ([2r−1, 2] taps, column dilation 2r). Every piece is centred on the output pixel, so each
-  keeps symmetric padding ('SAME' at stride 1: no PAD or SLICE op, and a file resizes to other input
-  shapes at run time). x [B,H,W,C], kernel [k,k,C] → [B,H',W',C], the same values as
+  7x7 (the LitePose blocks) is cut by row parity into three pieces, each a dilated rectangle centred on
+  the output pixel: the even rows {−2, 0, 2} × all 7 columns (21 taps, row dilation 2), the odd rows
+  {−3, −1, 1, 3} × columns −2..2 (20 taps) and the odd rows × columns ±3 (8 taps, dilation (2, 6)).
+  XNNPACK runs a piece at the cost of its kernel tile (≤ 9 or ≤ 25 taps): two 25-tap passes and one 9-tap
+  pass, where the ring cut (centred 5x5 + rows ±3 + columns ±3) takes three 25-tap passes
+  (bench/tflite_ops.py, docs/cpu_inference.md). Three is the fewest pieces that cover a 7x7.
+  Other k×k (k > 5): the centred 5×5 plus, for every ring r = 3 … k//2 around it, two dilated pieces:
+  the ring's top and bottom rows ([2, 2r+1] taps, row dilation 2r) and the rest of its left and right
+  columns ([2r−1, 2] taps, column dilation 2r).
+  Every piece keeps symmetric padding ('SAME' at stride 1: no PAD or SLICE op, and a file resizes to
+  other input shapes at run time). x [B,H,W,C], kernel [k,k,C] → [B,H',W',C], the same values as
   `depthwise_conv_xla` up to the order of the float additions. Kernels of ≤ `max_taps` taps stay one op.
   """
   k = kernel.shape[0]
   if k * k <= max_taps:
     return depthwise_conv_xla(x, kernel, stride)
   pad = k // 2
+  if k == 7 and max_taps >= 21:
+    even, odd = range(-2, 3, 2), range(-3, 4, 2)
+    return (_grid_piece(x, kernel, even, range(-3, 4), stride)
+            + _grid_piece(x, kernel, odd, range(-2, 3), stride)
+            + _grid_piece(x, kernel, odd, range(-3, 4, 6), stride))
   center = max(r for r in range(pad + 1) if (2 * r + 1) ** 2 <= max_taps)
   out = depthwise_conv_xla(x, kernel[pad - center:pad + center + 1, pad - center:pad + center + 1], stride)
   for r in range(center + 1, pad + 1):
