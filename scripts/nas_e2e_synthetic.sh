@@ -12,13 +12,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUPERNET=${SUPERNET:?set SUPERNET to a supernet checkpoint dir or training workdir}
 OUT=${OUT:-/tmp/nas_e2e}
-BUDGET=${BUDGET:-2G}
+BUDGET=${BUDGET:-1.2G}
 DOWNSCALE=${DOWNSCALE:-4}
-RES=${RES:-256,384,512}
+RES=${RES:-256,320,384}
 POP=${POP:-8}
 ITERS=${ITERS:-3}
-IMAGES=${IMAGES:-64}
-CALIB=${CALIB:-8}
+IMAGES=${IMAGES:-0}
+CALIB=${CALIB:-4}
 STEPS=${STEPS:-300}
 PY=${PY:-.venv/bin/python}
 CFG=configs/nas_finetune_synthetic.py
@@ -57,7 +57,7 @@ EOF
 
 evaluate() {  # name checkpoint
   $PY evaluate.py --config=$CFG --ckpt="$2" --workdir="$OUT/eval_$1" --config.input.size=$SIZE \
-    --config.eval.max_images=$IMAGES > "$OUT/eval_$1.log" 2>&1
+    --config.eval.max_images=0 > "$OUT/eval_$1.log" 2>&1
   echo "AP $1: $(ap "$OUT/eval_$1.log")" | tee -a "$S"
 }
 evaluate transfer_recalibrated "$OUT/xfer_recal"

@@ -52,7 +52,7 @@ class SearchData:
 
   calibration(I) → list of images [B,I',I',3] (the training preprocessing at I' = I // downscale);
   evaluation(I) → list of eval-pipeline batch dicts at I' ('image', 'image_id', 'center', 'scale',
-  '_mask'; eval_lib's format), covering the first `max_images` held-out images.
+  '_mask'; eval_lib's format) holding exactly the first `max_images` held-out images.
   """
   calibration: Callable[[int], List[np.ndarray]]
   evaluation: Callable[[int], List[Dict[str, np.ndarray]]]
@@ -103,8 +103,10 @@ class SubnetScorer:
     evaluator = evaluation.KeypointEvaluator(self.gt, self.keypoint_set)
     variables = {'net': {'params': net['params'], 'batch_stats': jax.device_put(net['batch_stats'])},
                  'masks': {k: jnp.asarray(v) for k, v in subnet_masks(subnet).items()}}
+    # The batches hold exactly the images to score (SearchData): no max_images here, eval_lib.run's counts
+    # batch slots, padding included.
     result = eval_lib.run(self.predictor, self.data.get('evaluation', subnet.img_size), evaluator,
-                          variables=variables, max_images=self.data.max_images, progress=False)
+                          variables=variables, progress=False)
     end = time.perf_counter()
     self.evaluations += 1
     return dict({k: float(v) for k, v in result.metrics.items()}, seconds=end - start,

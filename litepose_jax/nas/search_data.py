@@ -37,14 +37,18 @@ def calibration_images(config, size: int, num_batches: int) -> List[np.ndarray]:
 
 
 def eval_batches(config, size: int, max_images: int) -> List[Dict[str, np.ndarray]]:
-  """Eval-pipeline batches (eval_lib's keys) at input size `size` covering the first max_images images
-  (0: the whole split)."""
+  """Eval-pipeline batches (eval_lib's keys) at input size `size` holding exactly the first max_images real
+  images of the split (0: all); later images of the last batch are masked out ('_mask' False)."""
   out, seen = [], 0
   keys = ('image', 'image_id', 'center', 'scale', '_mask')
   for batch in eval_lib.eval_batches(config, int(size)):
     if max_images and seen >= max_images:
       break
-    out.append({k: batch[k] for k in keys})
+    batch = {k: np.array(batch[k]) for k in keys}
+    if max_images:
+      real = np.flatnonzero(batch['_mask'])
+      batch['_mask'][real[max(0, max_images - seen):]] = False
+    out.append(batch)
     seen += int(np.sum(batch['_mask']))
   return out
 
