@@ -33,6 +33,9 @@ $PY -m litepose_jax.nas.search --config=$CFG --supernet="$SUPERNET" --macs="$BUD
   --downscale=$DOWNSCALE --noprogress 2>&1 | grep -v -e oneDNN -e absl:: | tee "$OUT/search.log"
 echo "search wall seconds: $(( $(date +%s) - start ))" | tee -a "$S"
 grep -e '^budget' -e '^evaluations' "$OUT/search.log" >> "$S"
+$PY -c "import json; r = json.load(open('$OUT/search/search_result.json')); b = r['budgets']['$BUDGET']; \
+print('AP inside the supernet (re-calibrated, search):', b['AP'], b['genes'], 's/candidate', \
+r['seconds_per_candidate_median'])" | tee -a "$S"
 ARCH="$OUT/search/best_${BUDGET}.json"
 SIZE=$($PY -c "import json; print(json.load(open('$ARCH'))['img_size'] // $DOWNSCALE)")
 
