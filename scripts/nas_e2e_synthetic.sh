@@ -15,11 +15,11 @@ OUT=${OUT:-/tmp/nas_e2e}
 BUDGET=${BUDGET:-1.2G}
 DOWNSCALE=${DOWNSCALE:-4}
 RES=${RES:-256,320,384}
-POP=${POP:-8}
-ITERS=${ITERS:-3}
+POP=${POP:-10}
+ITERS=${ITERS:-4}
 IMAGES=${IMAGES:-0}
 CALIB=${CALIB:-4}
-STEPS=${STEPS:-300}
+STEPS=${STEPS:-500}
 PY=${PY:-.venv/bin/python}
 CFG=configs/nas_finetune_synthetic.py
 mkdir -p "$OUT"
