@@ -67,6 +67,8 @@ def test_search_resumes_without_reevaluating(supernet_dir, tmp_path):
   best = nas.subnet_from_arch((first / 'best_2G.json').read_text())
   assert best.genes() == summary['best']['2G'] and best.macs(14) <= 2e9
   assert all(r['macs'] <= 2e9 and r['genes']['img_size'] == 256 for r in records)
+  result = json.loads((first / 'search_result.json').read_text())['budgets']['2G']
+  assert result['AP'] == max(r['AP'] for r in records) == result['best_in_cache']['AP']
   # A kill after the first evaluation, in the middle of writing the second line.
   resumed.mkdir()
   (resumed / 'settings.json').write_text((first / 'settings.json').read_text())
