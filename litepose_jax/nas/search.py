@@ -42,25 +42,32 @@ from ml_collections import config_flags
 
 from litepose_jax import runtime
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file: dataset (held-out eval split, '
-                                          'training split for calibration), input, eval settings.',
-                                          lock_config=True)
-_SUPERNET = flags.DEFINE_string('supernet', None, 'Supernet checkpoint dir or training workdir.')
-_MACS = flags.DEFINE_string('macs', None, 'Budget(s), published-convention MACs: 1.2G or 800M, comma '
-                            'separated (a bare number is in G).')
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory (resumes what it holds).')
-_POPULATION = flags.DEFINE_integer('population', 40, 'Population size (the authors: 40).')
-_ITERATIONS = flags.DEFINE_integer('iterations', 40, 'Generations after the initial one (the authors: 40).')
-_MUTATION_PROB = flags.DEFINE_float('mutation_prob', 0.1, 'Per-gene mutation probability (the authors: 0.1).')
-_MAX_IMAGES = flags.DEFINE_integer('max_images', 500, 'Held-out images per fitness evaluation (0: all).')
-_CALIB_BATCHES = flags.DEFINE_integer('calib_batches', 32, 'Training batches (config.input.batch_size '
-                                      'images each) for BN re-calibration per candidate.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Seed of the evolution.')
-_RESOLUTIONS = flags.DEFINE_list('resolutions', [], 'Allowed img_size values (default: 256..512, all five).')
-_DOWNSCALE = flags.DEFINE_integer('downscale', 1, 'Score at img_size // downscale (smoke tests only).')
-_STEP = flags.DEFINE_integer('step', None, 'Supernet checkpoint step (default: the latest).')
-_PROGRESS = flags.DEFINE_bool('progress', True, 'Show a progress bar.')
-flags.mark_flags_as_required(['config', 'supernet', 'macs', 'workdir'])
+
+def _define_flags():
+  """The command line's flags, defined only when run as a program (importing this module for its functions
+  must not define absl flags: search and transfer would collide on --config)."""
+  global _CONFIG, _SUPERNET, _MACS, _WORKDIR, _POPULATION, _ITERATIONS, _MUTATION_PROB, _MAX_IMAGES
+  global _CALIB_BATCHES, _SEED, _RESOLUTIONS, _DOWNSCALE, _STEP, _PROGRESS
+  _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file: dataset (held-out eval split, '
+                                            'training split for calibration), input, eval settings.',
+                                            lock_config=True)
+  _SUPERNET = flags.DEFINE_string('supernet', None, 'Supernet checkpoint dir or training workdir.')
+  _MACS = flags.DEFINE_string('macs', None, 'Budget(s), published-convention MACs: 1.2G or 800M, comma '
+                              'separated (a bare number is in G).')
+  _WORKDIR = flags.DEFINE_string('workdir', None, 'Output directory (resumes what it holds).')
+  _POPULATION = flags.DEFINE_integer('population', 40, 'Population size (the authors: 40).')
+  _ITERATIONS = flags.DEFINE_integer('iterations', 40, 'Generations after the initial one (the authors: 40).')
+  _MUTATION_PROB = flags.DEFINE_float('mutation_prob', 0.1, 'Per-gene mutation probability (the authors: 0.1).')
+  _MAX_IMAGES = flags.DEFINE_integer('max_images', 500, 'Held-out images per fitness evaluation (0: all).')
+  _CALIB_BATCHES = flags.DEFINE_integer('calib_batches', 32, 'Training batches (config.input.batch_size '
+                                        'images each) for BN re-calibration per candidate.')
+  _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the evolution.')
+  _RESOLUTIONS = flags.DEFINE_list('resolutions', [], 'Allowed img_size values (default: 256..512, all five).')
+  _DOWNSCALE = flags.DEFINE_integer('downscale', 1, 'Score at img_size // downscale (smoke tests only).')
+  _STEP = flags.DEFINE_integer('step', None, 'Supernet checkpoint step (default: the latest).')
+  _PROGRESS = flags.DEFINE_bool('progress', True, 'Show a progress bar.')
+  flags.mark_flags_as_required(['config', 'supernet', 'macs', 'workdir'])
+
 
 CANDIDATES = 'candidates.jsonl'
 SETTINGS = 'settings.json'
@@ -250,4 +257,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main, flags_parser=runtime.parse_flags)

@@ -26,17 +26,22 @@ from ml_collections import config_flags
 
 from litepose_jax import runtime
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (keypoint set; training split and '
-                                          'input settings of the calibration batches).', lock_config=True)
-_SUPERNET = flags.DEFINE_string('supernet', None, 'Supernet checkpoint dir or training workdir.')
-_ARCH = flags.DEFINE_string('arch', None, 'Architecture JSON (e.g. the search\'s best_<budget>.json).')
-_OUT = flags.DEFINE_string('out', None, 'Output checkpoint directory.')
-_CALIB_BATCHES = flags.DEFINE_integer('calib_batches', 32, 'Training batches for BN re-calibration.')
-_NO_RECALIBRATE = flags.DEFINE_bool('no_recalibrate', False, 'Keep the supernet\'s BN statistics (the '
-                                     'authors\' weight_transfer.py) instead of re-calibrating.')
-_DOWNSCALE = flags.DEFINE_integer('downscale', 1, 'Calibrate at img_size // downscale (smoke tests only).')
-_STEP = flags.DEFINE_integer('step', None, 'Supernet checkpoint step (default: the latest).')
-flags.mark_flags_as_required(['config', 'supernet', 'arch', 'out'])
+
+def _define_flags():
+  """The command line's flags, defined only when run as a program (importing this module for its functions
+  must not define absl flags: search and transfer would collide on --config)."""
+  global _CONFIG, _SUPERNET, _ARCH, _OUT, _CALIB_BATCHES, _NO_RECALIBRATE, _DOWNSCALE, _STEP
+  _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (keypoint set; training split and '
+                                            'input settings of the calibration batches).', lock_config=True)
+  _SUPERNET = flags.DEFINE_string('supernet', None, 'Supernet checkpoint dir or training workdir.')
+  _ARCH = flags.DEFINE_string('arch', None, 'Architecture JSON (e.g. the search\'s best_<budget>.json).')
+  _OUT = flags.DEFINE_string('out', None, 'Output checkpoint directory.')
+  _CALIB_BATCHES = flags.DEFINE_integer('calib_batches', 32, 'Training batches for BN re-calibration.')
+  _NO_RECALIBRATE = flags.DEFINE_bool('no_recalibrate', False, 'Keep the supernet\'s BN statistics (the '
+                                       'authors\' weight_transfer.py) instead of re-calibrating.')
+  _DOWNSCALE = flags.DEFINE_integer('downscale', 1, 'Calibrate at img_size // downscale (smoke tests only).')
+  _STEP = flags.DEFINE_integer('step', None, 'Supernet checkpoint step (default: the latest).')
+  flags.mark_flags_as_required(['config', 'supernet', 'arch', 'out'])
 
 
 def transfer(variables: Mapping, subnet, batches: Optional[Iterable] = None, depthwise_impl: str = 'auto'):
@@ -92,4 +97,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main, flags_parser=runtime.parse_flags)
