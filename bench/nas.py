@@ -1,7 +1,19 @@
-"""Supernet train step vs the fixed maximum-width model's: step time, compile time, peak memory.
+"""Supernet train step vs the fixed maximum-width model's: step time, compile time, peak memory; and the
+search's cost per candidate (--search).
 
   python bench/nas.py                                  # 256 px, batch 4, 5 timed steps per case
   python bench/nas.py --size 512 --batch 16 --runs 20 --compile_sizes 256,384,512   # GPU
+  python bench/nas.py --search [--supernet DIR] --size 256 --images 8 --calib_batches 2 --runs 5
+
+--search: seconds per evaluated candidate = BN re-calibration on `calib_batches` synthetic training
+batches (config.input.batch_size images) + the whole test path (flip, jitted decoder) + AP on `images`
+held-out synthetic images, every candidate at --size (random subnets, one compile, not timed; medians of
+--runs candidates). Weights: --supernet (a trained one: the decoder's cost depends on how many people
+it finds) or a random init. Compared with the authors' cost for the same work, a per-image cost model
+(we cannot run their code): their test path (2 forwards + flip + HeatmapParser with adjust and refine)
+673-818 ms per image for the fixed XS model on this 2-core CPU, of which their decoder alone 182-314 ms
+(litepose-reference.md section k); the lower bound uses the decoder alone (their forwards, their
+calibration passes and their CrowdPose evaluation are free in it).
 
 Both steps are the same program shape: forward in train mode, the training loss (losses.total_loss),
 backward, Adam (lr 4e-3, the authors' supernet optimiser) in one jitted function. The supernet step
@@ -104,6 +116,56 @@ def _worker(args) -> dict:
   return out
 
 
+AUTHORS_DECODE_S = (0.182, 0.314)      # their decoder per image, XS test-path maps (spec k)
+AUTHORS_TEST_PATH_S = (0.673, 0.818)   # their whole XS test path per image with flip (spec k)
+
+
+def _search_worker(args) -> dict:
+  import numpy as np
+
+  from configs import search_tiny
+  from litepose_jax import eval_lib, from_config, nas, runtime
+  from litepose_jax.nas import fitness, search_data
+
+  runtime.setup()
+  config = search_tiny.get_config()
+  with config.unlocked():
+    config.model.depthwise_impl = args.depthwise_impl
+    config.input.batch_size = args.batch
+    config.eval.batch_size = args.batch
+    config.dataset.synthetic_val_images = max(8, args.images)
+  ks = from_config.keypoint_set(config)
+  if args.supernet:
+    variables, _ = nas.load_supernet(args.supernet)
+  else:
+    import jax
+    variables = nas.init(jax.random.PRNGKey(0), ks.num_keypoints)
+  data = search_data.search_data(config, args.images, args.calib_batches)
+  predictor = from_config.predictor(config, fitness.MaskedSupernet(ks.num_keypoints, args.depthwise_impl),
+                                    None, ks, args.size)
+  scorer = fitness.SubnetScorer(variables, predictor, eval_lib.ground_truth(config), ks, data,
+                                args.depthwise_impl)
+  rng = np.random.default_rng(0)
+  subs = [nas.sample_uniform(rng) for _ in range(args.runs + 1)]
+  subs = [nas.Subnet(args.size, s.stem, s.deconv, s.stages) for s in subs]
+  data.get('calibration', args.size), data.get('evaluation', args.size)
+  records = [scorer(s) for s in subs]   # the first compiles
+  steady = records[1:]
+  med = lambda key: statistics.median(r[key] for r in steady)
+  images = steady[0]['images']
+  ours = med('seconds')
+  return {'case': 'search', 'size': args.size, 'images': images, 'calib_batches': args.calib_batches,
+          'calib_images': args.calib_batches * args.batch, 'depthwise_impl': args.depthwise_impl,
+          'supernet': args.supernet or 'random init', 'first_candidate_s (compiles)': round(records[0]['seconds'], 2),
+          'candidate_s_median': round(ours, 3), 'calibration_s_median': round(med('calibration_seconds'), 3),
+          'eval_s_median': round(med('eval_seconds'), 3), 'eval_s_per_image': round(med('eval_seconds') / images, 4),
+          'authors_decoder_only_s': [round(images * t, 2) for t in AUTHORS_DECODE_S],
+          'authors_test_path_s': [round(images * t, 2) for t in AUTHORS_TEST_PATH_S],
+          'speedup_vs_authors_decoder_only': [round(images * t / ours, 2) for t in AUTHORS_DECODE_S],
+          'speedup_vs_authors_test_path': [round(images * t / ours, 2) for t in AUTHORS_TEST_PATH_S],
+          'loadavg_1m': os.getloadavg()[0]}
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument('--size', type=int, default=256)
@@ -116,8 +178,22 @@ def main():
   p.add_argument('--cache_dir', default='', help='persistent compilation cache (compile_s then times a '
                  'cache read after the first run)')
   p.add_argument('--worker', choices=('fixed', 'supernet'), help=argparse.SUPPRESS)
+  p.add_argument('--search', action='store_true', help='time the search per candidate instead')
+  p.add_argument('--supernet', default='', help='--search: supernet checkpoint (default: random init)')
+  p.add_argument('--images', type=int, default=8, help='--search: held-out images per candidate')
+  p.add_argument('--calib_batches', type=int, default=2, help='--search: calibration batches per candidate')
   args = p.parse_args()
   args.compile_sizes = [int(s) for s in args.compile_sizes.split(',') if s]
+  if args.search:
+    res = _search_worker(args)
+    print(json.dumps(res), flush=True)
+    print(f'\nsearch: {res["candidate_s_median"]:.2f} s per candidate (re-calibration {res["calibration_s_median"]:.2f}'
+          f' s on {res["calib_images"]} images + test path and AP {res["eval_s_median"]:.2f} s on {res["images"]} '
+          f'images, {args.size} px); the authors\' cost model for the same work: decoder alone '
+          f'{res["authors_decoder_only_s"][0]}-{res["authors_decoder_only_s"][1]} s '
+          f'({res["speedup_vs_authors_decoder_only"][0]}-{res["speedup_vs_authors_decoder_only"][1]}x ours), '
+          f'whole XS test path {res["authors_test_path_s"][0]}-{res["authors_test_path_s"][1]} s')
+    return
   if args.worker:
     print(json.dumps(_worker(args)), flush=True)
     return

@@ -78,14 +78,10 @@ def _manager_dir(path: pathlib.Path) -> tuple[pathlib.Path, Optional[int]]:
   return path, None
 
 
-def load_model(path: str | os.PathLike, step: Optional[int] = None, dtype: Any = 'float32',
-               depthwise_impl: str = 'auto') -> LoadedModel:
-  """Loads a model written by `save_model`, the converter or training.
+def restore(path: str | os.PathLike, step: Optional[int] = None) -> tuple[dict, dict, int]:
+  """(variables as NumPy, meta, step) of a checkpoint directory, one of its steps or a training workdir.
 
-  Args:
-    path: a checkpoint directory, one of its step sub-directories, or a training workdir.
-    step: which step (default: the latest).
-    dtype, depthwise_impl: passed to `models.create`.
+  No model is built: `load_model` does that for fixed models, `nas.load_supernet` for supernets.
   """
   path = pathlib.Path(path).absolute()
   if not path.exists():
@@ -103,10 +99,21 @@ def load_model(path: str | os.PathLike, step: Optional[int] = None, dtype: Any =
                           dict(mngr.item_metadata(step)[VARIABLES]))
     restored = mngr.restore(step, args=ocp.args.Composite(**{VARIABLES: ocp.args.StandardRestore(target),
                                                              META: ocp.args.JsonRestore()}))
-  meta = dict(restored[META])
+  return jax.tree.map(np.asarray, dict(restored[VARIABLES])), dict(restored[META]), int(step)
+
+
+def load_model(path: str | os.PathLike, step: Optional[int] = None, dtype: Any = 'float32',
+               depthwise_impl: str = 'auto') -> LoadedModel:
+  """Loads a model written by `save_model`, the converter or training.
+
+  Args:
+    path: a checkpoint directory, one of its step sub-directories, or a training workdir.
+    step: which step (default: the latest).
+    dtype, depthwise_impl: passed to `models.create`.
+  """
+  variables, meta, step = restore(path, step)
   model = models.create(meta['arch'], meta['num_keypoints'], dtype=dtype, depthwise_impl=depthwise_impl)
-  variables = jax.tree.map(np.asarray, dict(restored[VARIABLES]))
-  return LoadedModel(model=model, variables=variables, meta=meta, step=int(step))
+  return LoadedModel(model=model, variables=variables, meta=meta, step=step)
 
 
 class TrainCheckpointer:
