@@ -8,8 +8,9 @@ from litepose_jax.nas.sampler import Sampler, sample_step, sample_uniform
 from litepose_jax.nas.space import (CHOICES, GENES, LARGEST, RESOLUTIONS, SMALLEST, WIDTH_MULTS, Subnet,
                                     subnet_from_arch)
 from litepose_jax.nas.supernet import Supernet, subnet_masks
+from litepose_jax.nas.training import load_supernet
 
 __all__ = ['CHOICES', 'ConversionError', 'GENES', 'LARGEST', 'RESOLUTIONS', 'SMALLEST', 'Subnet',
-           'Supernet', 'WIDTH_MULTS', 'apply_masked', 'apply_subnet', 'convert_supernet', 'extract', 'init',
+           'Supernet', 'WIDTH_MULTS', 'apply_masked', 'apply_subnet', 'convert_supernet', 'extract', 'init', 'load_supernet',
            'num_keypoints_of', 'recalibrate', 'sample_step', 'sample_uniform', 'Sampler', 'subnet_from_arch',
            'subnet_masks']
