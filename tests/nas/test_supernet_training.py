@@ -95,8 +95,9 @@ def test_subnets_depend_on_seed_and_step_only():
 
 
 @pytest.fixture(scope='module')
-def jitted_step():
-  """A JittedTrainStep of the supernet (Adam, constant lr) whose forward counts its traces."""
+def jitted_step(runs):
+  """A JittedTrainStep of the supernet (Adam, constant lr) whose forward counts its traces, from the
+  weights the loop trained (a random init runs op by op: ~200 small compiles)."""
   config = _config(rule='sandwich')
   supernet = from_config.supernet_training(config)
   model = from_config.create_model(config)
@@ -113,7 +114,7 @@ def jitted_step():
                                   **options)
   mesh = sharding.make_mesh()
   jitted = step_lib.JittedTrainStep(step, mesh)
-  variables = jax.device_get(nas.init(jax.random.key(0), 14, SIZE))
+  variables, _ = nas.load_supernet(runs['dir'] / 'A')
   state = jax.device_put(train_state.create(model, tx, None, SIZE, False, variables),
                          sharding.replicated(mesh))
   return {'step': jitted, 'traces': traces, 'state': state, 'mesh': mesh}
@@ -136,7 +137,8 @@ def test_one_compile_per_resolution_whatever_the_subnets(jitted_step):
 
 def test_sandwich_gradient_is_the_sum_of_the_subnets(jitted_step):
   step, mesh, state = jitted_step['step'], jitted_step['mesh'], jitted_step['state']
-  subnets = train_input.subnets_of(0, 3, 'sandwich', 1)
+  # Largest + smallest (num_random=0): the S=3 program of num_random=1 costs 4x the test time here.
+  subnets = train_input.subnets_of(0, 3, 'sandwich', 0)
   grads, stats, metrics = step._gradients(state.params, state.batch_stats, _batch(0, subnets, mesh))
   # Oracle: the single-subnet step (the program of the test above) once per subnet, gradients summed,
   # BatchNorm statistics passed from one subnet to the next; loss = the sum of the subnets' losses.
@@ -145,7 +147,7 @@ def test_sandwich_gradient_is_the_sum_of_the_subnets(jitted_step):
     g, want_stats, m = step._gradients(state.params, want_stats, _batch(0, [sub], mesh))
     want_grads = g if want_grads is None else jax.tree.map(np.add, want_grads, g)
     losses.append(float(m['loss']))
-  assert sorted(set(jitted_step['traces'])) == [(1, 24), (3, 24)]
+  assert sorted(set(jitted_step['traces'])) == [(1, 24), (2, 24)]
   np.testing.assert_allclose(float(metrics['loss']), sum(losses), rtol=1e-5)
   scale = max(float(np.abs(x).max()) for x in jax.tree.leaves(want_grads))
   for (path, w), g in zip(jax.tree_util.tree_leaves_with_path(want_grads), jax.tree.leaves(grads)):
