@@ -93,7 +93,7 @@ def get_config(arch: str = 'xs', dataset: str = 'crowdpose') -> ml_collections.C
                                        # 'sandwich' (largest + smallest + num_random random, grads summed)
   c.nas.num_random = 1                 # 'sandwich' only
   c.nas.resolutions = (256, 320, 384, 448, 512)  # input size of each global batch: uniform over these
-  c.nas.reorder = True                 # with train.init_from: channels re-ordered by importance (nas spec §3)
+  c.nas.reorder = True                 # with train.init_from: channels sorted by importance (nas spec §3)
   c.nas.eval_resolution = 0            # the largest subnet is evaluated at this size (0: max of resolutions)
   c.nas.calibration_batches = 4        # training batches its BN statistics are re-calibrated on first
 

@@ -11,6 +11,6 @@ from litepose_jax.nas.supernet import Supernet, subnet_masks
 from litepose_jax.nas.training import load_supernet
 
 __all__ = ['CHOICES', 'ConversionError', 'GENES', 'LARGEST', 'RESOLUTIONS', 'SMALLEST', 'Subnet',
-           'Supernet', 'WIDTH_MULTS', 'apply_masked', 'apply_subnet', 'convert_supernet', 'extract', 'init', 'load_supernet',
-           'num_keypoints_of', 'recalibrate', 'sample_step', 'sample_uniform', 'Sampler', 'subnet_from_arch',
+           'Supernet', 'WIDTH_MULTS', 'apply_masked', 'apply_subnet', 'convert_supernet', 'extract', 'init',
+           'load_supernet', 'num_keypoints_of', 'recalibrate', 'sample_step', 'sample_uniform', 'Sampler', 'subnet_from_arch',
            'subnet_masks']

@@ -141,5 +141,6 @@ def load_supernet(path, step=None) -> Tuple[dict, dict]:
     raise ValueError(f'{path}: not a supernet checkpoint (meta kind {meta.get("kind")!r}); '
                      'a fixed model loads with checkpoint.load_model')
   if meta.get('space') != space.VERSION:
-    raise ValueError(f'{path}: supernet of search space {meta.get("space")!r}, this code has {space.VERSION!r}')
+    raise ValueError(f'{path}: supernet of search space {meta.get("space")!r}, this code has '
+                     f'{space.VERSION!r}')
   return variables, meta

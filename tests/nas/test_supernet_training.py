@@ -91,7 +91,8 @@ def test_subnets_depend_on_seed_and_step_only():
   sandwich = train_input.subnets_of(0, 7, 'sandwich', 2)
   assert sandwich[:2] == [space.LARGEST, space.SMALLEST] and len(sandwich) == 4
   masks = train_input.stacked_masks(sandwich)
-  assert masks['stage4'].shape == (4, 160) and masks['stage4'][0].sum() == 160 and masks['stage4'][1].sum() == 40
+  assert masks['stage4'].shape == (4, 160)
+  assert masks['stage4'][0].sum() == 160 and masks['stage4'][1].sum() == 40
 
 
 @pytest.fixture(scope='module')
