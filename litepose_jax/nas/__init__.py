@@ -12,5 +12,5 @@ from litepose_jax.nas.training import load_supernet
 
 __all__ = ['CHOICES', 'ConversionError', 'GENES', 'LARGEST', 'RESOLUTIONS', 'SMALLEST', 'Subnet',
            'Supernet', 'WIDTH_MULTS', 'apply_masked', 'apply_subnet', 'convert_supernet', 'extract', 'init',
-           'load_supernet', 'num_keypoints_of', 'recalibrate', 'sample_step', 'sample_uniform', 'Sampler', 'subnet_from_arch',
-           'subnet_masks']
+           'load_supernet', 'num_keypoints_of', 'recalibrate', 'sample_step', 'sample_uniform', 'Sampler',
+           'subnet_from_arch', 'subnet_masks']
