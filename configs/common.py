@@ -85,6 +85,18 @@ def get_config(arch: str = 'xs', dataset: str = 'crowdpose') -> ml_collections.C
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3
 
+  # Weight-sharing supernet training (docs/nas.md "Supernet training"; litepose_jax.nas). When enabled,
+  # model.arch is not read: the network is the supernet at its maximum widths (nas.space.LARGEST).
+  c.nas = ml_collections.ConfigDict()
+  c.nas.enabled = False
+  c.nas.rule = 'uniform'               # subnets per step: 'uniform' (the authors': one random subnet) |
+                                       # 'sandwich' (largest + smallest + num_random random, grads summed)
+  c.nas.num_random = 1                 # 'sandwich' only
+  c.nas.resolutions = (256, 320, 384, 448, 512)  # input size of each global batch: uniform over these
+  c.nas.reorder = True                 # with train.init_from: channels sorted by importance (nas spec §3)
+  c.nas.eval_resolution = 0            # the largest subnet is evaluated at this size (0: max of resolutions)
+  c.nas.calibration_batches = 4        # training batches its BN statistics are re-calibrated on first
+
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 8
   c.eval.flip_test = True

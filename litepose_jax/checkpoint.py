@@ -78,11 +78,9 @@ def _manager_dir(path: pathlib.Path) -> tuple[pathlib.Path, Optional[int]]:
   return path, None
 
 
-def restore(path: str | os.PathLike, step: Optional[int] = None) -> tuple[dict, dict, int]:
-  """(variables as NumPy, meta, step) of a checkpoint directory, one of its steps or a training workdir.
-
-  No model is built: `load_model` does that for fixed models, `nas.load_supernet` for supernets.
-  """
+def load_variables(path: str | os.PathLike, step: Optional[int] = None) -> tuple[dict, dict, int]:
+  """(variables as NumPy, meta, step) of a checkpoint directory, one of its steps or a training workdir,
+  whatever it holds (a model or a supernet: `load_model` and `nas.load_supernet` check the kind)."""
   path = pathlib.Path(path).absolute()
   if not path.exists():
     raise FileNotFoundError(f'checkpoint {path} does not exist')
@@ -110,8 +108,13 @@ def load_model(path: str | os.PathLike, step: Optional[int] = None, dtype: Any =
     path: a checkpoint directory, one of its step sub-directories, or a training workdir.
     step: which step (default: the latest).
     dtype, depthwise_impl: passed to `models.create`.
+  Raises:
+    ValueError for a supernet checkpoint (meta kind 'supernet'): it is no runnable model.
   """
-  variables, meta, step = restore(path, step)
+  variables, meta, step = load_variables(path, step)
+  if meta.get('kind') == 'supernet':
+    raise ValueError(f'{pathlib.Path(path).absolute()} holds a weight-sharing supernet, not a model: search '
+                     'and transfer a subnet first (python -m litepose_jax.nas.transfer; docs/nas.md)')
   model = models.create(meta['arch'], meta['num_keypoints'], dtype=dtype, depthwise_impl=depthwise_impl)
   return LoadedModel(model=model, variables=variables, meta=meta, step=step)
 

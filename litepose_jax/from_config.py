@@ -21,7 +21,10 @@ from litepose_jax.train import optim
 
 
 def input_size(config) -> int:
-  """Training / test input resolution: `input.size` if set, else the architecture's img_size."""
+  """Training / test input resolution: `input.size` if set, else the architecture's img_size (supernet
+  training: the largest of nas.resolutions)."""
+  if config.nas.enabled:
+    return int(config.input.size) or max(int(r) for r in config.nas.resolutions)
   return int(config.input.size) or models.get_arch(config.model.arch).img_size
 
 
@@ -30,11 +33,34 @@ def keypoint_set(config) -> kp_lib.KeypointSet:
 
 
 def create_model(config) -> models.LitePose:
-  """The LitePose module a config describes."""
-  return models.create(config.model.arch, keypoint_set(config).num_keypoints, dtype=config.model.dtype,
+  """The LitePose module a config describes (supernet training: the fixed model at the supernet's maximum
+  widths, named 'supernet'; its variables are the supernet's, see `supernet_training`)."""
+  arch = config.model.arch
+  if config.nas.enabled:
+    from litepose_jax.nas import convert as nas_convert  # pylint: disable=g-import-not-at-top
+    arch = nas_convert.supernet_arch()
+  return models.create(arch, keypoint_set(config).num_keypoints, dtype=config.model.dtype,
                        depthwise_impl=config.model.depthwise_impl,
                        final_init_scale=config.model.final_init_scale,
                        bn_group_size=int(config.model.bn_group_size))
+
+
+def supernet_training(config):
+  """The supernet parts of a training run (`nas.training.SupernetTraining`), or None unless nas.enabled."""
+  if not config.nas.enabled:
+    return None
+  # Lazy: litepose_jax.nas imports the training loop, which imports this module.
+  from litepose_jax.nas import training  # pylint: disable=g-import-not-at-top
+  if int(config.model.bn_group_size):
+    raise ValueError('supernet training does not support model.bn_group_size (set it to 0)')
+  n = config.nas
+  resolutions = training.sizes_check(n.resolutions)
+  return training.SupernetTraining(
+      num_keypoints=keypoint_set(config).num_keypoints, keypoints=keypoint_set(config).name,
+      resolutions=resolutions, rule=str(n.rule), num_random=int(n.num_random), reorder=bool(n.reorder),
+      eval_resolution=int(n.eval_resolution) or max(resolutions),
+      calibration_batches=int(n.calibration_batches), depthwise_impl=config.model.depthwise_impl,
+      dtype=create_model(config).dtype)
 
 
 _AUTHORS_FILES = ('.pth', '.tar', '.npz', '.pt')

@@ -21,6 +21,8 @@ from typing import Any, Dict, Mapping, Sequence, Tuple
 
 from litepose_jax.models.arch import make_divisible
 
+# Recorded in supernet checkpoints (meta 'space'): bump when genes, choices or the fixed parts change.
+VERSION = 'litepose-v1'
 RESOLUTIONS: Tuple[int, ...] = (256, 320, 384, 448, 512)
 WIDTH_MULTS: Tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)
 MAX_STEM = 24

@@ -2,8 +2,9 @@
 
 A supernet checkpoint is an ordinary model checkpoint (`checkpoint.save_model`) or training workdir
 (`checkpoint.TrainCheckpointer`) whose 'variables' have the tree of the fixed maximum model
-(`space.LARGEST`, the `nas.Supernet` layout) and whose 'meta' says kind='supernet' (older checkpoints,
-and full-width fixed models of the largest architecture, have no 'kind': accepted, the tree decides).
+(`space.LARGEST`, the `nas.Supernet` layout) and whose 'meta' says kind='supernet' and the search space's
+version (checkpoints without a 'kind', e.g. full-width fixed models of the largest architecture saved by
+hand: accepted, the tree decides).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Dict, Mapping, Optional, Tuple
 
 from litepose_jax import checkpoint
 from litepose_jax.nas import apply as apply_lib
+from litepose_jax.nas import space
+from litepose_jax.nas import training
 
 
 def _shapes(tree, prefix='') -> Dict[str, tuple]:
@@ -33,10 +36,13 @@ def load_supernet(path: str | os.PathLike, step: Optional[int] = None) -> Tuple[
     FileNotFoundError: no checkpoint there.
     ValueError: the checkpoint is not a supernet (its meta kind, or its variables' tree), naming `path`.
   """
-  variables, meta, step = checkpoint.restore(path, step)
-  kind = meta.get('kind', 'supernet')
-  if kind != 'supernet':
-    raise ValueError(f'{path}: checkpoint kind is {kind!r}, not a supernet')
+  variables, meta, step = checkpoint.load_variables(path, step)
+  kind = meta.get('kind', training.KIND)
+  if kind != training.KIND:
+    raise ValueError(f'{path}: not a supernet checkpoint (meta kind {kind!r}); a fixed model loads with '
+                     'checkpoint.load_model')
+  if meta.get('space', space.VERSION) != space.VERSION:
+    raise ValueError(f'{path}: supernet of search space {meta["space"]!r}, this code has {space.VERSION!r}')
   variables = {'params': variables.get('params', {}), 'batch_stats': variables.get('batch_stats', {})}
   try:
     k = apply_lib.num_keypoints_of(variables)

@@ -11,6 +11,10 @@ Which resolution global batch b uses depends only on (seed, b) (`resolution_of`)
 restarts each pipeline at the number of batches it had produced before the resume step: the batches
 equal those of an uninterrupted run, as for fixed-model training. Each pipeline shuffles with its own
 seed, so batches of different resolutions do not repeat each other's images.
+
+The subnets a global batch trains (`subnets_of`) are likewise a function of (seed, step) only: a resumed
+run trains the same subnets, and every process of a multi-process run draws the same ones (the authors'
+unseeded per-GPU samplers drew different ones, nas spec §3 / §8.9).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from litepose_jax.nas import sampler, space
+from litepose_jax.nas.supernet import subnet_masks
 from litepose_jax.train.loop import TrainInput
 
 # The search space's input sizes (spec litepose-nas.md §1: 256 + 64·randint(0, 4)).
@@ -28,6 +34,21 @@ RESOLUTIONS = (256, 320, 384, 448, 512)
 def resolution_of(seed: int, step: int, resolutions: Sequence[int] = RESOLUTIONS) -> int:
   """The input size of global batch `step`: uniform over `resolutions`, a function of (seed, step) only."""
   return int(resolutions[np.random.default_rng([int(seed), int(step), 0x5E5]).integers(len(resolutions))])
+
+
+def subnets_of(seed: int, step: int, rule: str = 'uniform', num_random: int = 1) -> list:
+  """The subnets global batch `step` trains (`sampler.sample_step`), a function of (seed, step) only.
+
+  Their img_size genes are not used in training (the batch's resolution is, `resolution_of`).
+  """
+  rng = np.random.default_rng([int(seed), int(step), 0x5B7])
+  return sampler.sample_step(rng, rule, num_random)
+
+
+def stacked_masks(subnets: Sequence[space.Subnet]) -> dict:
+  """{width gene: [S, max width] float32}: `subnet_masks` of S subnets stacked (the batch's 'subnet')."""
+  masks = [subnet_masks(s) for s in subnets]
+  return {g: np.stack([m[g] for m in masks]) for g in masks[0]}
 
 
 def batches_before(seed: int, step: int, resolutions: Sequence[int] = RESOLUTIONS) -> dict:
@@ -47,11 +68,13 @@ def resolution_config(config, resolution: int, index: int):
   return config
 
 
-def multi_resolution_input(config, resolutions: Sequence[int] = RESOLUTIONS) -> TrainInput:
+def multi_resolution_input(config, resolutions: Sequence[int] = RESOLUTIONS, rule: str = 'uniform',
+                           num_random: int = 1) -> TrainInput:
   """The training input of supernet training (module docstring).
 
   Batches are the data pipeline's dicts (`data.pipeline.make_train_dataset`) at the batch's resolution,
-  plus 'resolution' (int). Process p of P reads its own shard of the records, as fixed-model training.
+  plus 'resolution' (int) and 'subnet' (`stacked_masks(subnets_of(seed, step, rule, num_random))`, the same
+  on every process). Process p of P reads its own shard of the records, as fixed-model training.
   """
   import jax  # pylint: disable=g-import-not-at-top
   from litepose_jax.data import pipeline, sources  # pylint: disable=g-import-not-at-top
@@ -75,7 +98,8 @@ def multi_resolution_input(config, resolutions: Sequence[int] = RESOLUTIONS) -> 
     step = int(start_step)
     while True:
       r = resolution_of(seed, step, resolutions)
-      yield dict(next(stream(r)), resolution=r)
+      subnet = stacked_masks(subnets_of(seed, step, rule, num_random))
+      yield dict(next(stream(r)), resolution=r, subnet=subnet)
       step += 1
 
   return TrainInput(num_examples=source.num_examples * pcount, batches=batches)

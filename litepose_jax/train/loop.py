@@ -258,7 +258,8 @@ def _log_first_step(metrics, window: '_MetricsWindow', progress, step: int):
   window.restart_clock()
 
 
-def _restore_or_init(config, ckpt, model, mesh, abstract_state, init_state, global_batch: int):
+def _restore_or_init(config, ckpt, model, mesh, abstract_state, init_state, global_batch: int,
+                     supernet=None):
   """The state to start from. Resume order (first that applies): the latest checkpoint in the workdir
   (step, weights, BN statistics, optimizer and EMA state, input position) > `train.init_from` (converted
   or trained weights, fresh optimizer) > PyTorch-style random init."""
@@ -272,7 +273,10 @@ def _restore_or_init(config, ckpt, model, mesh, abstract_state, init_state, glob
     return state
   if config.train.init_from:
     log.info('initialised from %s', config.train.init_from)
-    return init_state(None, sharding.replicate(_init_from(config.train.init_from, model), mesh))
+    variables = _init_from(config.train.init_from, model)
+    if supernet is not None:
+      variables = supernet.initial_variables(variables)   # channels re-ordered by importance
+    return init_state(None, sharding.replicate(variables, mesh))
   return init_state(jax.random.key(int(config.seed)))
 
 
@@ -312,17 +316,20 @@ def train_and_evaluate(config, workdir: epath.PathLike, *, train_input: Optional
   global_batch = int(config.input.batch_size)
   sharding.check_global_batch(global_batch, mesh)
   model, image_size = from_config.create_model(config), from_config.input_size(config)
-  train_input = train_input or pipeline_train_input(config)
-  eval_fn = eval_fn or library_eval_fn
+  supernet = from_config.supernet_training(config)   # None unless config.nas.enabled (nas/training.py)
+  train_input = train_input or (supernet.train_input(config) if supernet else pipeline_train_input(config))
+  eval_fn = eval_fn or (supernet.evaluate if supernet else library_eval_fn)
   steps_per_epoch = _steps_per_epoch(train_input, global_batch)
   total_steps = int(config.num_train_steps) or int(config.train.num_epochs) * steps_per_epoch
   tx, schedule = from_config.optimizer(config, steps_per_epoch, total_steps)
   abstract_state, init_state = _make_state(config, model, tx, mesh, image_size)
   step_fn = step_lib.JittedTrainStep(step_lib.make_train_step(
-      model, tx, schedule, from_config.loss_weights(config), float(config.optimizer.ema_decay)), mesh)
+      model, tx, schedule, from_config.loss_weights(config), float(config.optimizer.ema_decay),
+      **(supernet.step_options() if supernet else {})), mesh)
   cadence = _Cadence.from_config(config, steps_per_epoch, total_steps)
-  meta = checkpoint.model_meta(model.arch, model.num_keypoints, config.dataset.keypoints, source='train',
-                               config=config.to_json())
+  meta = (supernet.meta(model.arch, config.to_json()) if supernet else
+          checkpoint.model_meta(model.arch, model.num_keypoints, config.dataset.keypoints, source='train',
+                                config=config.to_json()))
   result = {'step': 0, 'preempted': False, 'train': {}, 'eval': {}}
   workdir.mkdir(parents=True, exist_ok=True)   # after the data and config checks: a bad input writes nothing
   with contextlib.ExitStack() as cleanup:   # every exit path waits for the last async checkpoint save
@@ -330,7 +337,7 @@ def train_and_evaluate(config, workdir: epath.PathLike, *, train_input: Optional
                                                               config.keep_checkpoints))
     writer = report.MetricWriter(workdir, enabled=is_main)
     cleanup.callback(writer.close)
-    state = _restore_or_init(config, ckpt, model, mesh, abstract_state, init_state, global_batch)
+    state = _restore_or_init(config, ckpt, model, mesh, abstract_state, init_state, global_batch, supernet)
     start = step = int(_host_copy(state.step))
     if is_main:
       log.info('model %s, %d joints, input %d, global batch %d on %d devices (%d processes), %d steps/epoch, '

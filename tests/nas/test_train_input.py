@@ -78,7 +78,11 @@ def test_resumed_input_replays_the_uninterrupted_batches(data_dir):
   assert [b['resolution'] for b in full] == [train_input.resolution_of(config.seed, s, resolutions)
                                              for s in range(7)]
   assert len({b['resolution'] for b in full}) == 2
+  for s, b in enumerate(full):   # the subnet of every batch: a function of (seed, step) only
+    want = train_input.stacked_masks(train_input.subnets_of(config.seed, s))
+    assert all(np.array_equal(b['subnet'][g], want[g]) for g in want)
   for want, got in zip(full[4:], resumed):
     assert want['resolution'] == got['resolution']
+    assert all(np.array_equal(want['subnet'][g], got['subnet'][g]) for g in want['subnet'])
     for key in ('image', 'heatmaps_0', 'masks_1', 'joints_0'):
       np.testing.assert_array_equal(want[key], got[key], err_msg=key)
