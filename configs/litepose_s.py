@@ -6,11 +6,7 @@
 Global batch 16 (the authors' 16 images per GPU on one device; scale lr with --config.optimizer.lr when
 changing it). Published: see the README results table.
 
-BatchNorm statistics over groups of 16 images (`model.bn_group_size=16`), as the authors trained (PyTorch
-DDP, SYNC_BN False: per-GPU statistics over 16 images): at the global batch 16 this is the whole batch, as
-before; with a larger global batch on several devices (e.g. 64 on 4 GPUs / TPU cores) each group of 16
-keeps the paper's statistics instead of statistics over all 64 (docs/accelerators.md). Global batches that
-are not a multiple of 16 need --config.model.bn_group_size=0 (whole batch).
+BatchNorm statistics over groups of 16 images, as the authors' per-GPU BN (docs/accelerators.md).
 """
 
 from configs import common
@@ -18,5 +14,5 @@ from configs import common
 
 def get_config(arg: str = 'crowdpose'):
   config = common.get_config(arch='s', dataset=arg or 'crowdpose')
-  config.model.bn_group_size = 16   # the authors' per-GPU BatchNorm (module doc)
+  config.model.bn_group_size = 16   # = the whole batch at 16; kept per 16 images when the batch grows
   return config

@@ -14,26 +14,16 @@ from configs import common
 from litepose_jax.data import pipeline
 from litepose_jax.data import sources
 from litepose_jax.data import targets
+from tests import data_support
 
 MEAN = np.array([0.485, 0.456, 0.406])
 STD = np.array([0.229, 0.224, 0.225])
 
 
-def _coco_mini_config(data_dir, batch=4):
-  c = common.get_config('xs', 'coco')
-  c.dataset.name = 'coco_json'
-  c.dataset.ann_file = str(data_dir / 'coco_mini/annotations/person_keypoints_train2017.json')
-  c.dataset.image_dir = str(data_dir / 'coco_mini/train2017')
-  c.input.batch_size = batch
-  c.input.tf_threads = 1
-  c.eval.batch_size = 8
-  return c
-
-
 @pytest.fixture(scope='module')
 def coco_run(data_dir):
   """The config and the first 12 batches of an uninterrupted run (36 images: 9 steps per epoch)."""
-  config = _coco_mini_config(data_dir)
+  config = data_support.coco_mini_config(data_dir)
   ds = pipeline.make_train_dataset(config)
   batches = [{k: v.numpy() for k, v in b.items()} for b in ds.take(12)]
   return config, ds, batches
@@ -103,7 +93,7 @@ def test_resume_is_exact(coco_run):
 
 
 def test_process_sharding(data_dir):
-  config = _coco_mini_config(data_dir)
+  config = data_support.coco_mini_config(data_dir)
   ids = []
   for p in range(2):
     source = sources.make_source(config, 'train', process_index=p, process_count=2)
@@ -115,7 +105,7 @@ def test_process_sharding(data_dir):
 
 
 def test_tf_threads_default_leaves_a_core(data_dir):
-  config = _coco_mini_config(data_dir)
+  config = data_support.coco_mini_config(data_dir)
   config.input.tf_threads = 0
   import os  # pylint: disable=g-import-not-at-top
   assert pipeline.tf_threads(config) == max(1, len(os.sched_getaffinity(0)) - 1)
@@ -145,7 +135,7 @@ def test_eval_input_equals_authors(reference_dir, data_dir):
 
 
 def test_eval_grouping_padding_and_processes(data_dir):
-  config = _coco_mini_config(data_dir)
+  config = data_support.coco_mini_config(data_dir)
   config.dataset.eval_ann_file = str(data_dir / 'coco_mini/annotations/person_keypoints_val2017.json')
   config.dataset.eval_image_dir = str(data_dir / 'coco_mini/val2017')
   assert pipeline.eval_annotation_file(config) == config.dataset.eval_ann_file

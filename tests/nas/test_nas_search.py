@@ -51,7 +51,7 @@ def test_load_supernet(supernet_dir, supernet_vars, tmp_path):
     np.testing.assert_array_equal(a, b)
   arch_json, fixed = nas.extract(supernet_vars, nas.SMALLEST)
   transfer.save(tmp_path / 'small', arch_json, fixed, 14, 'crowdpose')
-  with pytest.raises(ValueError, match="kind is 'transferred', not a supernet"):
+  with pytest.raises(ValueError, match=r"not a supernet checkpoint \(meta kind 'transferred'\)"):
     nas.load_supernet(tmp_path / 'small')
 
 

@@ -6,19 +6,8 @@ import itertools
 import numpy as np
 import pytest
 
-from configs import common
 from litepose_jax.nas import train_input
-
-
-def _config(data_dir, batch=2):
-  c = common.get_config('xs', 'coco')
-  c.dataset.name = 'coco_json'
-  c.dataset.ann_file = str(data_dir / 'coco_mini/annotations/person_keypoints_train2017.json')
-  c.dataset.image_dir = str(data_dir / 'coco_mini/train2017')
-  c.input.batch_size = batch
-  c.input.tf_threads = 1
-  c.input.shuffle_buffer = 8
-  return c
+from tests import data_support
 
 
 def _peak_mismatches(joints, heatmaps):
@@ -42,7 +31,7 @@ def _authors_remap(joints, resolution, r_from):
 
 
 def test_tag_joints_match_the_heatmaps_at_every_resolution(data_dir):
-  config = _config(data_dir)
+  config = data_support.coco_mini_config(data_dir, batch=2, shuffle_buffer=8)
   checked = 0
   for i, r in enumerate(train_input.RESOLUTIONS):
     cfg = train_input.resolution_config(config, r, i)
@@ -70,7 +59,7 @@ def test_resolution_depends_on_seed_and_step_only():
 
 
 def test_resumed_input_replays_the_uninterrupted_batches(data_dir):
-  config = _config(data_dir)
+  config = data_support.coco_mini_config(data_dir, batch=2, shuffle_buffer=8)
   resolutions = (64, 96)
   data = train_input.multi_resolution_input(config, resolutions)
   full = list(itertools.islice(data.batches(0, 0, 1), 7))
