@@ -255,3 +255,28 @@ def test_evaluation_on_two_processes_equals_one_at_a_nontrivial_ap(data_dir):
     r2 = sorted(two[p]['results'], key=lambda r: (r['image_id'], -r['score']))
     assert [r['image_id'] for r in r1] == [r['image_id'] for r in r2]
     np.testing.assert_allclose([r['keypoints'] for r in r2], [r['keypoints'] for r in r1], atol=1e-4)
+
+
+def test_evaluate_py_on_two_processes_equals_one(chain):
+  """evaluate.py (the entry point) on the chain's 1-process checkpoint, started as 1 process and as 2 by the
+  launcher: the same results and metrics, equal to the evaluation the training run made at its end."""
+  data, out = chain['tmp'] / 'data', chain['tmp'] / 'evaluate_py'
+  flags = [f'--config={REPO / "configs" / "tiny.py"}', f'--ckpt={chain["single"]}',
+           f'--config.dataset.data_dir={data}', '--config.dataset.synthetic_val_images=2',
+           '--config.eval.batch_size=2', '--config.input.tf_threads=1']
+  one = subprocess.run([sys.executable, 'evaluate.py', *flags, f'--workdir={out / "one"}'], cwd=REPO,
+                       env=_env(), capture_output=True, text=True, timeout=300)
+  assert one.returncode == 0, one.stdout[-3000:] + one.stderr[-3000:]
+  two = subprocess.run([sys.executable, '-m', 'litepose_jax.launch', '--num_processes=2', 'evaluate.py', *flags,
+                        f'--workdir={out / "two"}'], cwd=REPO, env=_env(), capture_output=True, text=True,
+                       timeout=300)
+  assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
+  assert 'launching 2 processes' in two.stdout + two.stderr
+  m1, m2, train_eval = (json.loads((d / 'metrics.json').read_text())
+                        for d in (out / 'one', out / 'two', chain['single'] / f'eval_{STEPS}'))
+  r1, r2 = (json.loads((d / 'results.json').read_text()) for d in (out / 'one', out / 'two'))
+  print(f'evaluate.py: AP 1 process {m1["AP"]:.6f}, 2 processes {m2["AP"]:.6f}, training run {train_eval["AP"]:.6f}')
+  assert len(r1) == len(r2) > 0 and [r['image_id'] for r in r1] == [r['image_id'] for r in r2]
+  np.testing.assert_allclose([r['keypoints'] for r in r2], [r['keypoints'] for r in r1], atol=1e-3)
+  assert m2 == pytest.approx(m1, abs=1e-6)
+  assert m1 == pytest.approx({k: train_eval[k] for k in m1}, abs=1e-6)
