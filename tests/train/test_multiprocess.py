@@ -144,8 +144,11 @@ def test_two_processes_elastic_resume_equal_one_process(chain):
         f'(params moved {change:.2e} from step 2 to {STEPS})')
   assert change > 1e-3
   # Float32 reduction order differs (gloo all-reduce vs one device's sum) and Adam amplifies it a little
-  # every step (module doc): 1e-5 for the 2 steps of test_sharding, 3e-5 after 8 (measured 1.4e-5).
-  assert loss_diff <= 1e-5 and p2 <= 1e-5 and s8 <= 1e-5 and p8 <= 3e-5
+  # every step (module doc): 1e-5 for the 2 steps of test_sharding. After 8 steps the amplified noise
+  # varies by machine (1.4e-5 here, 7.1e-5 on CI), so the bound is relative to how far training moved the
+  # parameters: a skipped, repeated or wrong batch moves them by about change / 6 (one of 6 steps), 16x
+  # more than this bound.
+  assert loss_diff <= 1e-5 and p2 <= 1e-5 and s8 <= 1e-5 and p8 <= 1e-2 * change
   # Samples: every step's union over processes is the 1-process batch, none read twice, none dropped.
   one, two = _records(chain['tmp'] / 'single.rec'), _records(chain['tmp'] / 'multi.rec')
   stop = chain['saved_after_term'][0]['step']
