@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Test files run on this many pytest-xdist workers (the CI machine has 2 cores; `make test TEST_WORKERS=4`).
+TEST_WORKERS ?= 2
 
 .PHONY: demo test bench venv clean
 
@@ -16,7 +18,7 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 demo: $(STAMP)
 	$(PY) -m litepose_jax.demo
