@@ -6,7 +6,9 @@
 
 Rows: device and JAX / jaxlib versions; train step (forward + loss + backward + Adam, synthetic batch) img/s
 and compile time for XS@256 batch 64 fp32 and bf16 and S@448 batch 32 bf16; forward (eval mode, no flip)
-img/s at batch 32; decode ms per image at batch 64 (the jitted decoder on synthetic maps); peak device
+img/s at batch 32; decode ms per image at batch 64 (the jitted decoder on synthetic maps); the search's
+cost per candidate (re-calibration on 16 images + test path on 8, 256 px: nas/fitness.py's device work)
+against the authors' decoder alone on the same images; peak device
 memory; the correctness line: the authors' reference XS weights (converted, fp32, default matmul precision)
 on the device vs the PyTorch outputs in the fixture, max |diff|; and, when PyTorch is importable, a
 PyTorch LitePose-XS-shaped network's train img/s on the same device (the anchor; written here from the
@@ -43,13 +45,17 @@ from litepose_jax.train import step as step_lib  # noqa: E402
 
 K = 14
 FULL = {'train': [('xs', 256, 64, 'float32'), ('xs', 256, 64, 'bfloat16'), ('s', 448, 32, 'bfloat16')],
-        'forward': ('xs', 256, 32), 'decode': (256, 64), 'runs': 20, 'torch': ('xs', 256, 64)}
+        'forward': ('xs', 256, 32), 'decode': (256, 64), 'runs': 20, 'torch': ('xs', 256, 64),
+        'search': (256, 8, 2, 8)}
 # --smoke: configs/tiny.py's architecture (one 3x3 block per stage; compiles in seconds), 64 px.
 TINY = {'img_size': 64, 'input_channel': 8, 'deconv_setting': [8, 8, 8], 'backbone_setting': [
     {'num_blocks': 1, 'stride': s, 'channel': c, 'block_setting': [[2, 3]]}
     for s, c in ((2, 8), (2, 16), (2, 16), (1, 16))]}
 SMOKE = {'train': [(TINY, 64, 2, 'float32'), (TINY, 64, 2, 'bfloat16')], 'forward': (TINY, 64, 2),
-         'decode': (64, 2), 'runs': 2, 'torch': (TINY, 64, 2)}
+         'decode': (64, 2), 'runs': 2, 'torch': (TINY, 64, 2), 'search': (64, 2, 1, 2)}
+# The authors' decoder alone, per image on XS test-path maps (litepose-reference.md section k, CPU): the
+# lower bound of their cost per search candidate (nas/fitness.py's work with their code).
+AUTHORS_DECODE_S = (0.182, 0.314)
 
 
 def _name(arch) -> str:
@@ -126,6 +132,45 @@ def decode_case(size, batch, runs) -> str:
   jax.block_until_ready(fn(heat, tags))
   med = _timed(lambda: jax.block_until_ready(fn(heat, tags)), runs)
   return f'{med * 1e3 / batch:9.3f} ms/image (batch {batch}, maps {size // 2}x{size // 2}, jitted decoder)'
+
+
+def search_case(size, images, calib_batches, batch, runs, impl) -> str:
+  """One search candidate's device work (nas/fitness.py): BN re-calibration of a random subnet on
+  `calib_batches` batches of `batch` images, then the test path (masked supernet forward + flip, map
+  aggregation, jitted decoder, back-projection) on `images` held-out images, all at `size` px. A random-init
+  supernet and synthetic images; the AP itself (host NumPy, bench/evaluation.py) is not included."""
+  from litepose_jax import inference, nas  # pylint: disable=g-import-not-at-top
+  from litepose_jax import keypoints as kp_lib  # pylint: disable=g-import-not-at-top
+  variables = nas.init(jax.random.PRNGKey(0), K)
+  params = jax.device_put(variables['params'])
+  rng = np.random.default_rng(0)
+  calib = [jnp.asarray(rng.normal(size=(batch, size, size, 3)).astype(np.float32))
+           for _ in range(calib_batches)]
+  x = rng.normal(size=(images, size, size, 3)).astype(np.float32)
+  center = np.full((images, 2), size / 2, np.float32)
+  scale = np.full((images, 2), size / 200, np.float32)
+  predictor = inference.Predictor(nas.MaskedSupernet(K, impl), None, kp_lib.get('crowdpose'), size,
+                                  batch_size=images)
+  subnets = [nas.sample_uniform(rng) for _ in range(runs + 1)]
+  times = []
+  for sub in subnets:
+    # The masks do not depend on img_size: --smoke's 64 px (not a search resolution) keeps the drawn one.
+    sub = nas.Subnet(size if size in nas.RESOLUTIONS else sub.img_size, sub.stem, sub.deconv, sub.stages)
+    t0 = time.perf_counter()
+    net = nas.recalibrate({'params': params, 'batch_stats': variables['batch_stats']}, sub, calib,
+                          depthwise_impl=impl)
+    v = {'net': {'params': params, 'batch_stats': jax.device_put(net['batch_stats'])},
+         'masks': {k: jnp.asarray(m) for k, m in nas.subnet_masks(sub).items()}}
+    jax.block_until_ready(v)
+    t1 = time.perf_counter()
+    predictor.predict_prepared([x], center, scale, v)   # NumPy outputs: blocks
+    times.append((time.perf_counter() - t0, t1 - t0, time.perf_counter() - t1))
+  first = times[0][0]
+  cand, recal, test = (statistics.median(t[i] for t in times[1:]) for i in range(3))
+  lo, hi = (images * t / cand for t in AUTHORS_DECODE_S)
+  return (f'{cand * 1e3:9.1f} ms/candidate (re-calibration {recal * 1e3:.1f} ms on {calib_batches * batch} '
+          f'images + test path {test * 1e3:.1f} ms on {images} images, {size} px; first {first:.1f} s with '
+          f'compiles); the authors\' decoder alone on {images} images: {lo:.0f}-{hi:.0f}x this')
 
 
 def correctness(reference: pathlib.Path, impl) -> str:
@@ -218,6 +263,8 @@ def main(argv=None) -> int:
   row(f'forward {_name(arch)}@{size} b{batch} fp32', forward_case, arch, size, batch, runs, impl)
   size, batch = plan['decode']
   row(f'decode @{size} b{batch}', decode_case, size, batch, runs)
+  size, images, calib_batches, batch = plan['search']
+  row(f'search candidate @{size}', search_case, size, images, calib_batches, batch, runs, impl)
   ref = pathlib.Path(args.reference) if args.reference else next(
       (c / 'litepose_xs_reference.npz' for c in (pathlib.Path(os.environ.get('LITEPOSE_REFERENCE_DIR', '.')),
        pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'reference',

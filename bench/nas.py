@@ -141,7 +141,7 @@ def _search_worker(args) -> dict:
     import jax
     variables = nas.init(jax.random.PRNGKey(0), ks.num_keypoints)
   data = search_data.search_data(config, args.images, args.calib_batches)
-  predictor = from_config.predictor(config, fitness.MaskedSupernet(ks.num_keypoints, args.depthwise_impl),
+  predictor = from_config.predictor(config, nas.MaskedSupernet(ks.num_keypoints, args.depthwise_impl),
                                     None, ks, args.size)
   scorer = fitness.SubnetScorer(variables, predictor, eval_lib.ground_truth(config), ks, data,
                                 args.depthwise_impl)

@@ -7,6 +7,9 @@ Shapes (B images, h'×w' network input, K joints, S person slots, L = 2 tag chan
   to_image(keypoints, center, scale)    → keypoints [B,S,K,3] in image pixels
 `Predictor` ties them together for lists of images of any sizes: images whose inputs have the same shape
 are batched, so each input shape compiles once.
+
+OpenCV is imported by the host-side functions that read and resize images only, so the jitted path
+(`Predictor.predict_batch` on prepared inputs) also runs where OpenCV is not installed (bench/accelerator.py).
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import functools
 import time
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
-import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -56,6 +58,7 @@ def _affine(center, scale, out_wh, inverse: bool = False) -> np.ndarray:
   Built from three float32 point pairs and cv2.getAffineTransform, as the authors build it, so that
   cv2.warpAffine samples exactly the same source positions.
   """
+  import cv2  # pylint: disable=g-import-not-at-top
   src_w = scale[0] * 200.0
   dst_w, dst_h = out_wh
   src = np.zeros((3, 2), np.float32)
@@ -80,6 +83,7 @@ def resize_align(image: np.ndarray, input_size: int, scale: float = 1.0, min_sca
   Returns:
     (input [h', w', 3] float32 normalised, center (2,), scale (2,) in 200-px units).
   """
+  import cv2  # pylint: disable=g-import-not-at-top
   if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
     raise ValueError(f'expected an RGB uint8 image [h, w, 3], got {image.dtype} {image.shape}')
   (w_r, h_r), center, scale_wh = multi_scale_size(image.shape[0], image.shape[1], input_size, scale,
@@ -96,6 +100,7 @@ def read_rgb(path) -> np.ndarray:
     OSError: the file is missing, not a readable image, or a truncated / corrupt JPEG or PNG (which OpenCV
       would decode with a grey fill and only a libjpeg warning); the message names it.
   """
+  import cv2  # pylint: disable=g-import-not-at-top
   from litepose_jax.data import image_files  # pylint: disable=g-import-not-at-top
   try:
     image_files.inspect_image(str(path))

@@ -4,7 +4,7 @@ Command lines: `python -m litepose_jax.nas.search` (evolutionary search), `pytho
 (subnet → standalone checkpoint); docs/nas.md.
 """
 
-from litepose_jax.nas.apply import apply_masked, apply_subnet, init, num_keypoints_of
+from litepose_jax.nas.apply import MaskedSupernet, apply_masked, apply_subnet, init, num_keypoints_of
 from litepose_jax.nas.convert import ConversionError, convert_supernet
 from litepose_jax.nas.slicing import extract
 from litepose_jax.nas.bn_calibration import recalibrate

@@ -1,4 +1,5 @@
-"""Running a subnet on the supernet's variables: `apply_masked` (masks as arrays) and `apply_subnet`.
+"""Running a subnet on the supernet's variables: `apply_masked` (masks as arrays), `apply_subnet`, and
+`MaskedSupernet` (the supernet as an `inference.Predictor` model).
 
 `apply_subnet` jits one program per (K, depthwise form, dtype, train) and input shape; the subnet reaches
 it as mask arrays, so sampling a new subnet never recompiles.
@@ -85,3 +86,19 @@ def init(rng: jax.Array, num_keypoints: int, image_size: int = 64, depthwise_imp
 def largest_shapes(num_keypoints: int) -> Tuple[Any, ...]:
   """ShapeDtypeStructs of the supernet variables (no compute)."""
   return jax.eval_shape(lambda: init(jax.random.PRNGKey(0), num_keypoints))
+
+
+class MaskedSupernet:
+  """The supernet as a `model` for `inference.Predictor`: variables = {'net': supernet variables,
+  'masks': subnet_masks(subnet)}, so a new subnet is new argument values, not a new program."""
+
+  def __init__(self, num_keypoints: int, depthwise_impl: str = 'auto'):
+    self.num_keypoints = int(num_keypoints)
+    self.depthwise_impl = depthwise_impl
+
+  def apply(self, variables: Mapping, images: jax.Array, train: bool = False):
+    """images [B,H,W,3] → (out_quarter [B,H/4,W/4,2K], out_half [B,H/2,W/2,K])."""
+    if train:
+      raise ValueError('MaskedSupernet is for evaluation only')
+    return apply_masked(variables['net'], variables['masks'], images,
+                        depthwise_impl=self.depthwise_impl)

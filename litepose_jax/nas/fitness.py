@@ -4,7 +4,7 @@
     1. `nas.recalibrate(variables, subnet, calibration images at the subnet's resolution)` (nas spec §5:
        reset and average; the authors kept the supernet's EMA and updated it with momentum 0.1);
     2. the whole test-time path (flip, aggregation, our jitted decoder, back-projection:
-       `inference.Predictor`) on the supernet with the subnet's masks, over the held-out eval batches;
+       `inference.Predictor` on `nas.MaskedSupernet`) with the subnet's masks, over the held-out eval batches;
     3. AP by `evaluation.KeypointEvaluator` on those images (`eval_lib.run`).
 The batches come in as NumPy (`SearchData`, filled by nas/search_data.py, which holds the TensorFlow
 input pipelines), so this module and everything it imports stay free of TensorFlow. The subnet reaches
@@ -24,26 +24,9 @@ import numpy as np
 
 from litepose_jax import eval_lib
 from litepose_jax import evaluation
-from litepose_jax.nas import apply as apply_lib
 from litepose_jax.nas import bn_calibration
 from litepose_jax.nas import space
 from litepose_jax.nas.supernet import subnet_masks
-
-
-class MaskedSupernet:
-  """The supernet as a `model` for `inference.Predictor`: variables = {'net': supernet variables,
-  'masks': subnet_masks(subnet)}, so a new subnet is new argument values, not a new program."""
-
-  def __init__(self, num_keypoints: int, depthwise_impl: str = 'auto'):
-    self.num_keypoints = int(num_keypoints)
-    self.depthwise_impl = depthwise_impl
-
-  def apply(self, variables: Mapping, images: jax.Array, train: bool = False):
-    """images [B,H,W,3] → (out_quarter [B,H/4,W/4,2K], out_half [B,H/2,W/2,K])."""
-    if train:
-      raise ValueError('MaskedSupernet is for evaluation only')
-    return apply_lib.apply_masked(variables['net'], variables['masks'], images,
-                                  depthwise_impl=self.depthwise_impl)
 
 
 @dataclasses.dataclass
@@ -73,7 +56,7 @@ class SubnetScorer:
 
   Args:
     variables: supernet {'params', 'batch_stats'}.
-    predictor: an `inference.Predictor` built on `MaskedSupernet` (its flip / decoder settings are the
+    predictor: an `inference.Predictor` built on `nas.MaskedSupernet` (its flip / decoder settings are the
       search's test path; its own variables are unused).
     gt: the held-out split's parsed ground truth.
     keypoint_set: the KeypointSet.

@@ -170,7 +170,7 @@ def run_search(config, supernet: str, budgets: Sequence[float], workdir: str, se
   log = CandidateLog(workdir / CANDIDATES)
   data = search_data.search_data(config, max_images, calib_batches, downscale)
   impl = config.model.depthwise_impl
-  predictor = from_config.predictor(config, fitness.MaskedSupernet(k, impl), None, ks,
+  predictor = from_config.predictor(config, nas_apply.MaskedSupernet(k, impl), None, ks,
                                     space.RESOLUTIONS[0])
   scorer = fitness.SubnetScorer(variables, predictor, gt, ks, data, depthwise_impl=impl)
   seen_res = set()

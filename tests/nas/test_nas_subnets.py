@@ -13,9 +13,9 @@ import pytest
 
 from litepose_jax import models, nas
 
-NUM_SUBNETS = 8
+NUM_SUBNETS = 20   # the count (20 random subnets)
 SIZES = (64, 32)      # subnets alternate between the two: the masked supernet compiles once for each
-# The extracted fixed models are different programs; XLA's cheapest optimisation level compiles
+# The 20 extracted fixed models are 20 different programs; XLA's cheapest optimisation level compiles
 # them ~2x faster (the results are float32 either way).
 _FAST_COMPILE = {'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True}
 
