@@ -3,10 +3,11 @@
   python bench/cpu_runtimes.py --anchor_xs /tmp/anchor_xs.onnx --anchor_s /tmp/anchor_s.onnx
   python bench/cpu_runtimes.py --archs xs --batches 1 --rounds 5 --runtimes jax,onnx,anchor
 
-For each architecture at its own input size (XS 256², S 448²) and each batch, four runtimes, each in its
+For each architecture at its own input size (XS 256², S 448²) and each batch, five runtimes, each in its
 own subprocess with 2 intra-op threads (`--threads`):
   jax      the jitted JAX forward (depthwise_impl 'auto', host tuning on, as predict.py runs it); XLA:CPU
            sizes its thread pool by the cores, 2 on the CI machine
+  jax_shift  the same with LITEPOSE_JAX_CPU_KERNEL=0: the 'shift' depthwise form instead of the C++ kernel
   tflite   our TFLite file (XNNPACK layout, exported at that batch), LiteRT with the XNNPACK delegate
   onnx     our ONNX file (`litepose_jax.export.onnx`) under ONNX Runtime, CPU provider
   anchor   ONNX Runtime on the PyTorch LitePose of ../shared/anchors exported with torch.onnx (NCHW,
@@ -43,7 +44,7 @@ if str(REPO) not in sys.path:  # `python bench/cpu_runtimes.py` from a checkout 
   sys.path.insert(0, str(REPO))
 SIZES = {'xs': 256, 's': 448}
 NUM_KEYPOINTS = 14  # CrowdPose, as the anchor
-RUNTIMES = ('jax', 'tflite', 'onnx', 'anchor')
+RUNTIMES = ('jax', 'jax_shift', 'tflite', 'onnx', 'anchor')
 ANCHOR_HINT = ('anchor files missing: make them with PyTorch in a separate environment (see this '
                "script's docstring), then pass --anchor_xs / --anchor_s")
 
@@ -116,11 +117,14 @@ class _Worker:
 
   def __init__(self, runtime: str, arch: str, batch: int, file, args):
     kind = runtime if runtime in RUNTIMES else 'onnx'
+    extra_env = {}
+    if kind == 'jax_shift':   # the JAX path without the C++ depthwise kernel (the form used before it)
+      kind, extra_env = 'jax', {'LITEPOSE_JAX_CPU_KERNEL': '0'}
     cmd = [sys.executable, __file__, '--worker', kind, '--archs', arch, '--batches', str(batch),
            '--warmup', str(args.warmup), '--threads', str(args.threads)]
     if file:
       cmd += ['--file', str(file)]
-    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL='2')
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL='2', **extra_env)
     self.name = f'{runtime} {arch} batch {batch}'
     self.cmd = ' '.join(cmd)
     self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

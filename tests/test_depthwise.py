@@ -7,8 +7,15 @@ architecture, every layer type) gives the same outputs and gradients with 'xla' 
 also selects the 1x1-conv VJP and the transposed-conv form; both deconv forms are checked against a NumPy
 formula in test_model.py). The export form 'tflite' (native convs of ≤ 25 taps, 1x1 convs as
 convolutions, BatchNorm folded into the depthwise pieces) gives the same forward as the oracle and, for
-the full model, as 'xla'.
+the full model, as 'xla'. The C++ kernel 'ffi' (cpu_kernels.py; bias and ReLU6 inside) equals the oracle
+for every kernel size, stride and channel tail, is differentiated exactly as 'shift', builds on this
+machine, and without a compiler 'auto' falls back to 'shift'.
 """
+
+import os
+import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +24,10 @@ import pytest
 from jax import lax
 
 from litepose_jax import models
+from litepose_jax.models import cpu_kernels
 from litepose_jax.models import depthwise
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _oracle(x, kernel, stride):
@@ -79,12 +89,59 @@ def test_shift_bfloat16_matches_float32_oracle():
       _assert_close(g, w, 1e-2, f'bf16 {name} s={stride}')
 
 
-def test_auto_picks_shift_on_cpu_and_rejects_unknown_impl():
+def test_auto_picks_the_cpu_kernel_and_rejects_unknown_impl():
   assert jax.default_backend() == 'cpu'
-  assert depthwise.resolve_impl('auto') == 'shift'
+  # This machine has a C++ compiler: the kernel must build (a failed build would silently cost speed).
+  assert cpu_kernels.available()
+  assert depthwise.resolve_impl('auto') == 'ffi' and depthwise.resolve_layer_impl('auto') == 'shift'
   assert depthwise.resolve_impl('xla') == 'xla'
   with pytest.raises(ValueError, match='depthwise impl'):
     depthwise.resolve_impl('fast')
+
+
+@pytest.mark.parametrize('kernel_size', [3, 5, 7])
+@pytest.mark.parametrize('stride', [1, 2])
+def test_cpu_kernel_equals_native_conv_with_bias_and_relu6(kernel_size, stride):
+  """'ffi' (C++ kernel) against the oracle + bias (+ ReLU6); its gradients are the 'shift' form's.
+
+  Channels 37 = 16 + 16 + 4 + 1 and 5 = 4 + 1 run every vector width and the scalar tail; widths give
+  output rows that are not a multiple of the 8-column tile."""
+  rng = np.random.default_rng(kernel_size * 10 + stride + 100)
+  for shape in SHAPES + [(2, 13, 21, 37), (1, 8, 40, 48)]:
+    c = shape[-1]
+    x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+    kernel = jnp.asarray(rng.normal(size=(kernel_size, kernel_size, c)), jnp.float32)
+    bias = jnp.asarray(rng.normal(size=(c,)), jnp.float32)
+    for relu6 in (False, True):
+      want = _oracle(x, kernel, stride) + bias
+      want = jax.nn.relu6(want) if relu6 else want
+      got = jax.jit(lambda a, b, d: depthwise.depthwise_conv(a, b, stride, 'ffi', bias=d, relu6=relu6))(
+          x, kernel, bias)
+      _assert_close(got, want, 2e-6, f'ffi k={kernel_size} s={stride} {shape} relu6={relu6}')
+  cot = jnp.asarray(rng.normal(size=got.shape), jnp.float32)
+  grads = [jax.vjp(lambda a, b, d: depthwise.depthwise_conv(a, b, stride, impl, bias=d, relu6=True),
+                   x, kernel, bias)[1](cot) for impl in ('ffi', 'shift')]
+  for name, g, w in zip(('d/dx', 'd/dkernel', 'd/dbias'), *grads):
+    np.testing.assert_array_equal(g, w, err_msg=name)
+
+
+def test_without_a_compiler_auto_keeps_the_shift_form(tmp_path):
+  """No C++ compiler on PATH and an empty kernel folder: available() is False with one logged reason,
+  'auto' is 'shift', and the model still runs."""
+  code = ('import jax.numpy as jnp; from litepose_jax import models; '
+          'from litepose_jax.models import cpu_kernels, depthwise; '
+          'm = models.create("xs", 14); v = models.init_variables(m, __import__("jax").random.PRNGKey(0), 64); '
+          'm.apply(v, jnp.zeros((1, 64, 64, 3)), train=False); '
+          'print(cpu_kernels.available(), depthwise.resolve_impl("auto"))')
+  env = dict(os.environ, PATH=str(tmp_path), LITEPOSE_JAX_KERNEL_DIR=str(tmp_path / 'kernels'),
+             CUDA_VISIBLE_DEVICES='', TF_CPP_MIN_LOG_LEVEL='2')
+  env.pop('CXX', None)
+  out = subprocess.run([sys.executable, '-c', code], cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.split() == ['False', 'shift'], out.stdout
+  assert out.stderr.count('the C++ depthwise kernel is not available (no C++ compiler found') == 1
+  assert not (tmp_path / 'kernels').exists() or not list((tmp_path / 'kernels').iterdir())
 
 
 @pytest.mark.parametrize('kernel_size,pieces', [(3, 1), (5, 1), (7, 3), (9, 5)])
@@ -148,7 +205,7 @@ def test_full_model_shift_equals_xla_forward_and_gradient():
     _assert_close(g, w, 1e-4, jax.tree_util.keystr(path), floor=1.0)
 
 
-def test_full_model_tflite_form_equals_xla_forward():
+def test_full_model_tflite_and_ffi_forms_equal_xla_forward():
   k = 3
   ref_model = models.create(SMALL_ARCH, k, depthwise_impl='xla')
   variables = models.init_variables(ref_model, jax.random.PRNGKey(0), 64, batch=2)
@@ -164,6 +221,7 @@ def test_full_model_tflite_form_equals_xla_forward():
   variables = jax.tree_util.tree_map_with_path(perturb, variables)
   images = jnp.asarray(rng.normal(size=(2, 64, 48, 3)), jnp.float32)
   want = ref_model.apply(variables, images, train=False)
-  got = models.create(SMALL_ARCH, k, depthwise_impl='tflite').apply(variables, images, train=False)
-  for g, w, name in zip(got, want, ('out_quarter', 'out_half')):
-    _assert_close(g, w, 1e-5, name)
+  for impl in ('tflite', 'ffi'):   # both fold the BatchNorm into the depthwise conv
+    got = models.create(SMALL_ARCH, k, depthwise_impl=impl).apply(variables, images, train=False)
+    for g, w, name in zip(got, want, ('out_quarter', 'out_half')):
+      _assert_close(g, w, 1e-5, f'{impl} {name}')

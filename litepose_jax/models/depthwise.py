@@ -19,6 +19,10 @@ trace them once per shape instead of once per call, and lowering emits one funct
 step: 40,800 traced equations → 15,900, tracing 6.4 → 4.1 s); XLA inlines the calls, so the compiled
 program is unchanged.
 
+'ffi' is a C++ kernel for XLA:CPU (cpu_kernels.py): the inference forward with the following BatchNorm
+(folded) and ReLU6 applied before its one store; differentiated as 'shift'. 'auto' picks it on CPU when
+it builds.
+
 GPUs and TPUs have good native depthwise kernels, so there we keep `lax.conv_general_dilated`. Both give
 the same result (tested, forward and gradients).
 
@@ -33,25 +37,38 @@ docs/cpu_inference.md, bench/tflite_ops.py).
 from __future__ import annotations
 
 import functools
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-IMPLS = ('auto', 'xla', 'shift', 'tflite')
+from litepose_jax.models import cpu_kernels
+
+IMPLS = ('auto', 'xla', 'shift', 'tflite', 'ffi')
 
 # Largest single-pass depthwise kernel of XNNPACK (5x5); 'tflite' cuts bigger kernels into pieces.
 _SINGLE_PASS_TAPS = 25
 
 
 def resolve_impl(impl: str) -> str:
-  """'auto' → 'shift' on CPU, 'xla' on GPU/TPU."""
+  """'auto' → 'ffi' on CPU ('shift' where the C++ kernel cannot be built), 'xla' on GPU/TPU."""
   if impl not in IMPLS:
     raise ValueError(f'depthwise impl must be one of {IMPLS}, got {impl!r}')
   if impl == 'auto':
-    return 'shift' if jax.default_backend() == 'cpu' else 'xla'
+    if jax.default_backend() != 'cpu':
+      return 'xla'
+    return 'ffi' if cpu_kernels.available() else 'shift'
+  if impl == 'ffi' and not cpu_kernels.available():
+    raise RuntimeError("depthwise impl 'ffi': the C++ kernel could not be built (see the logged reason)")
   return impl
+
+
+def resolve_layer_impl(impl: str) -> str:
+  """The form of the other layers (1x1, narrow and transposed convs) under the depthwise switch: 'ffi'
+  (a depthwise kernel only) uses the CPU forms of 'shift' for them."""
+  impl = resolve_impl(impl)
+  return 'shift' if impl == 'ffi' else impl
 
 
 def output_size(size: int, kernel_size: int, stride: int) -> int:
@@ -268,21 +285,60 @@ def depthwise_conv_shift(x: jax.Array, kernel: jax.Array, stride: int = 1) -> ja
   return _depthwise_shift(x, kernel, int(stride))
 
 
-def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int = 1, impl: str = 'auto') -> jax.Array:
-  """Depthwise convolution, symmetric padding k//2.
+def _shift_bias_act(x: jax.Array, kernel: jax.Array, bias: jax.Array, stride: int, relu6: bool) -> jax.Array:
+  y = depthwise_conv_shift(x, kernel, stride) + bias
+  return jax.nn.relu6(y) if relu6 else y
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _depthwise_ffi(x: jax.Array, kernel: jax.Array, bias: jax.Array, stride: int, relu6: bool) -> jax.Array:
+  pad = kernel.shape[0] // 2
+  xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))   # XLA fuses the pad into x's producer
+  return cpu_kernels.depthwise(xp, kernel, bias, stride, relu6)
+
+
+def _depthwise_ffi_fwd(x, kernel, bias, stride, relu6):
+  # Differentiated (training): the 'shift' form and its VJP, so gradients are the 'shift' form's.
+  return jax.vjp(lambda a, k, b: _shift_bias_act(a, k, b, stride, relu6), x, kernel, bias)
+
+
+def _depthwise_ffi_bwd(stride, relu6, vjp, g):
+  del stride, relu6
+  return vjp(g)
+
+
+_depthwise_ffi.defvjp(_depthwise_ffi_fwd, _depthwise_ffi_bwd)
+
+
+def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int = 1, impl: str = 'auto',
+                   bias: Optional[jax.Array] = None, relu6: bool = False) -> jax.Array:
+  """Depthwise convolution, symmetric padding k//2, then optionally + bias and ReLU6.
 
   Args:
     x: [B, H, W, C] input.
     kernel: [k, k, C] one k×k filter per channel (PyTorch (C,1,k,k) transposed).
     stride: 1 or 2.
-    impl: 'auto' (backend-dependent), 'xla' (lax.conv), 'shift' (multiply-adds, custom VJP) or 'tflite'
-      (native convs of ≤ 25 taps, for export to XNNPACK).
+    impl: 'auto' (backend-dependent), 'xla' (lax.conv), 'shift' (multiply-adds, custom VJP), 'tflite'
+      (native convs of ≤ 25 taps, for export to XNNPACK) or 'ffi' (the C++ kernel of cpu_kernels.py,
+      XLA:CPU, float32; bias and ReLU6 applied inside it; differentiated as 'shift').
+    bias: [C] added to the output (a folded BatchNorm), or None.
+    relu6: apply ReLU6 last.
   Returns:
     [B, H', W', C] with H' = (H + 2·(k//2) − k)//stride + 1.
   """
   impl = resolve_impl(impl)
+  if impl == 'ffi' and x.dtype == jnp.float32 and kernel.dtype == jnp.float32:
+    if kernel.shape[0] != kernel.shape[1] or kernel.shape[0] not in (3, 5, 7) or stride not in (1, 2):
+      raise ValueError(f"depthwise impl 'ffi' takes 3x3, 5x5 or 7x7 kernels and stride 1 or 2, got "
+                       f'{kernel.shape[:2]} stride {stride}')
+    b = jnp.zeros(x.shape[-1], jnp.float32) if bias is None else bias.astype(jnp.float32)
+    return _depthwise_ffi(x, kernel, b, int(stride), bool(relu6))
   if impl == 'xla':
-    return depthwise_conv_xla(x, kernel, stride)
-  if impl == 'tflite':
-    return depthwise_conv_rings(x, kernel, stride)
-  return depthwise_conv_shift(x, kernel, stride)
+    y = depthwise_conv_xla(x, kernel, stride)
+  elif impl == 'tflite':
+    y = depthwise_conv_rings(x, kernel, stride)
+  else:  # 'shift', and 'ffi' on other dtypes
+    y = depthwise_conv_shift(x, kernel, stride)
+  if bias is not None:
+    y = y + bias.astype(y.dtype)
+  return jax.nn.relu6(y) if relu6 else y

@@ -222,7 +222,7 @@ class Conv(nn.Module):
     kernel = param(self, 'kernel', torch_uniform_init(cin * k * k, self.init_scale),
                    (k, k, cin, self.features))
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-    impl = depthwise.resolve_impl(self.impl)
+    impl = depthwise.resolve_layer_impl(self.impl)
     if k == 1 and self.stride == 1:
       if impl == 'shift':
         return pointwise_conv(x, kernel[0, 0])
@@ -247,14 +247,16 @@ class DepthwiseConv(nn.Module):
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, out_scale: Optional[jax.Array] = None) -> jax.Array:
-    """out_scale [C] (optional) multiplies the kernel, i.e. the output channels."""
+  def __call__(self, x: jax.Array, out_scale: Optional[jax.Array] = None, bias: Optional[jax.Array] = None,
+               relu6: bool = False) -> jax.Array:
+    """out_scale [C] (optional) multiplies the kernel, i.e. the output channels; bias [C] and relu6 are
+    applied after the conv (inside the 'ffi' kernel)."""
     k, c = self.kernel_size, x.shape[-1]
     kernel = param(self, 'kernel', torch_uniform_init(k * k), (k, k, c))
     if out_scale is not None:
       kernel = kernel * out_scale
     return depthwise.depthwise_conv(x.astype(self.dtype), kernel.astype(self.dtype), self.stride,
-                                    self.impl)
+                                    self.impl, bias=bias, relu6=relu6)
 
 
 class ConvBN(nn.Module):
@@ -279,13 +281,17 @@ class ConvBN(nn.Module):
       if self.features != x.shape[-1]:
         raise ValueError(f'depthwise conv keeps channels: {x.shape[-1]} → {self.features}')
       conv = DepthwiseConv(self.kernel_size, self.stride, self.impl, self.dtype, name='conv')
-      if self.impl == 'tflite' and not train and not self.is_initializing():
-        # Export for XNNPACK: the 7x7 conv is a sum of convs, which the TFLite converter cannot fold a
-        # following BatchNorm into (it would stay a MUL + ADD per layer); fold it here instead.
+      impl = depthwise.resolve_impl(self.impl)
+      if impl in ('tflite', 'ffi') and not train and not self.is_initializing():
+        # Inference: the BatchNorm folded into the conv. 'tflite' (export for XNNPACK): the 7x7 conv is a
+        # sum of convs, which the TFLite converter cannot fold a following BatchNorm into (it would stay
+        # a MUL + ADD per layer). 'ffi': the C++ kernel adds the bias and applies ReLU6 before its store.
         a, b = bn.folded()
         if mask is not None:
           a, b = a * mask, b * mask
-        x = conv(x, out_scale=a) + b.astype(self.dtype)
+        if impl == 'ffi' and self.act is jax.nn.relu6:
+          return conv(x, out_scale=a, bias=b, relu6=True)
+        x = conv(x, out_scale=a, bias=b)
       else:
         x = bn(conv(x), train, mask)
     return self.act(x) if self.act is not None else x
@@ -402,11 +408,11 @@ def deconv_2x_sum(xs: Sequence[jax.Array], kernels: Sequence[jax.Array], impl: s
   Args:
     xs: inputs [B, H, W, Cin_i].
     kernels: [4, 4, Cin_i, Cout], PyTorch's (Cin, Cout, 4, 4) weights transposed (not flipped).
-    impl: 'auto' | 'xla' | 'shift' | 'tflite', resolved by `depthwise.resolve_impl`.
+    impl: 'auto' | 'xla' | 'shift' | 'tflite' | 'ffi', resolved by `depthwise.resolve_layer_impl`.
   Returns:
     [B, 2H, 2W, Cout].
   """
-  if depthwise.resolve_impl(impl) != 'shift':
+  if depthwise.resolve_layer_impl(impl) != 'shift':
     out = deconv_2x_xla(xs[0], kernels[0])
     for x, kernel in zip(xs[1:], kernels[1:]):
       out = out + deconv_2x_xla(x, kernel)

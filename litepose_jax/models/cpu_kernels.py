@@ -1,0 +1,122 @@
+"""The C++ depthwise kernel for XLA:CPU (csrc/depthwise_cpu.cc), built on first use, called through the FFI.
+
+XLA:CPU has no fast depthwise convolution: the 'shift' form (depthwise.py) is an elementwise fusion of
+k·k shifted multiply-adds that re-reads every input vector once per tap and cannot keep partial sums in
+registers. The kernel tiles each output row into 8 columns × 16 channels held in registers, loads every
+input vector once per kernel row, and applies the following BatchNorm and ReLU6 before its one store
+(docs/cpu_inference.md has the measurements).
+
+`available()` compiles the source once per machine with the system C++ compiler (`$CXX`, else g++ or
+c++; `-O3 -march=native`) into `<kernel dir>/depthwise_cpu-<hash>.so` — the hash covers the source, the
+flags, the jaxlib version and the CPU model, so a shared home folder never loads a library built for
+another CPU — and registers it with XLA once per process. Without a compiler, or when the build fails,
+it returns False and logs the reason once; depthwise_impl 'auto' then keeps the 'shift' form.
+
+`LITEPOSE_JAX_CPU_KERNEL=0` turns it off. Kernel dir: `$LITEPOSE_JAX_KERNEL_DIR`, else `.cache/kernels` beside the package (as the compilation cache).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import pathlib
+import platform
+import shutil
+import subprocess
+import tempfile
+from typing import Optional
+
+import jax
+import numpy as np
+
+TARGET = 'litepose_depthwise'
+SOURCE = pathlib.Path(__file__).with_name('csrc') / 'depthwise_cpu.cc'
+FLAGS = ('-O3', '-march=native', '-std=c++17', '-shared', '-fPIC', '-w')
+KERNEL_DIR_ENV = 'LITEPOSE_JAX_KERNEL_DIR'
+DISABLE_ENV = 'LITEPOSE_JAX_CPU_KERNEL'   # '0': never build or use it ('auto' is then 'shift' on CPU)
+# Beside the compilation cache (runtime.DEFAULT_CACHE_DIR): `make clean` removes both.
+DEFAULT_KERNEL_DIR = pathlib.Path(__file__).resolve().parents[2] / '.cache' / 'kernels'
+
+
+def kernel_dir() -> pathlib.Path:
+  if os.environ.get(KERNEL_DIR_ENV):
+    return pathlib.Path(os.environ[KERNEL_DIR_ENV])
+  return DEFAULT_KERNEL_DIR
+
+
+def _cpu_model() -> str:
+  try:
+    for line in pathlib.Path('/proc/cpuinfo').read_text().splitlines():
+      if line.startswith(('model name', 'flags')):
+        return line
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def _compiler() -> Optional[str]:
+  for name in (os.environ.get('CXX'), 'g++', 'c++', 'clang++'):
+    if name and shutil.which(name):
+      return shutil.which(name)
+  return None
+
+
+def _library_path(compiler: str) -> pathlib.Path:
+  import jaxlib  # pylint: disable=g-import-not-at-top
+  key = hashlib.sha256()
+  for part in (SOURCE.read_bytes(), ' '.join(FLAGS).encode(), compiler.encode(), jaxlib.__version__.encode(),
+               _cpu_model().encode()):
+    key.update(part)
+  return kernel_dir() / f'depthwise_cpu-{key.hexdigest()[:16]}.so'
+
+
+def _build(compiler: str, out: pathlib.Path) -> None:
+  """Compiles into a temporary file of `out`'s folder, then renames: processes building at once each
+  write their own file and the last rename wins, so no process loads a half-written library."""
+  out.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(suffix='.so', dir=out.parent)
+  os.close(fd)
+  try:
+    cmd = [compiler, *FLAGS, '-I', jax.ffi.include_dir(), str(SOURCE), '-o', tmp]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+      raise RuntimeError(f'{" ".join(cmd)} failed:\n{result.stderr[-2000:]}')
+    os.replace(tmp, out)
+  finally:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+
+
+@functools.lru_cache(maxsize=None)
+def available() -> bool:
+  """True when the kernel is registered with XLA:CPU (built now if needed); False, logged once, if not."""
+  if os.environ.get(DISABLE_ENV) == '0':
+    return False
+  try:
+    compiler = _compiler()
+    if compiler is None:
+      raise RuntimeError('no C++ compiler found ($CXX, g++, c++, clang++)')
+    path = _library_path(compiler)
+    if not path.exists():
+      _build(compiler, path)
+    library = ctypes.cdll.LoadLibrary(str(path))
+    jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(library.LiteposeDepthwise), platform='cpu')
+    return True
+  except Exception as e:  # pylint: disable=broad-except
+    logging.warning('litepose_jax: the C++ depthwise kernel is not available (%s); using the slower '
+                    "'shift' form on the CPU", e)
+    return False
+
+
+def depthwise(xp: jax.Array, kernel: jax.Array, bias: jax.Array, stride: int, relu6: bool) -> jax.Array:
+  """The kernel's call: xp [B,Hp,Wp,C] (already padded), kernel [k,k,C], bias [C], float32 →
+  act(bias + valid depthwise conv) [B,(Hp−k)//stride+1,(Wp−k)//stride+1,C]; act = ReLU6 or none.
+  `available()` must have returned True."""
+  b, hp, wp, c = xp.shape
+  k = kernel.shape[0]
+  out = jax.ShapeDtypeStruct((b, (hp - k) // stride + 1, (wp - k) // stride + 1, c), np.float32)
+  return jax.ffi.ffi_call(TARGET, out, vmap_method='sequential')(
+      xp, kernel, bias, stride=np.int64(stride), relu6=np.int64(bool(relu6)))

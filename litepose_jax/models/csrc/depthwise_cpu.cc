@@ -1,0 +1,187 @@
+// Depthwise k x k convolution for XLA:CPU through the JAX FFI (litepose_jax/models/cpu_kernels.py).
+//
+//   y[b, i, j, c] = act(bias[c] + sum_{u,v} xp[b, s*i + u, s*j + v, c] * k[u, v, c])
+//
+// xp [B, Hp, Wp, C] is the input already padded by the caller (XLA fuses the pad into the producer),
+// k [K, K, C], bias [C]; y [B, (Hp-K)/s+1, (Wp-K)/s+1, C]; act = ReLU6 when relu6 != 0. float32, NHWC.
+// Each task owns whole output rows; a row is computed in register tiles of kTileW output columns x 16
+// channels that accumulate all K*K taps before one store.
+// Rows are shared out over XLA's intra-op thread pool.
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <thread>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+constexpr int64_t kTileW = 8;
+
+inline float Act(float a, bool relu6) { return relu6 ? std::min(std::max(a, 0.0f), 6.0f) : a; }
+
+// Vectors of 16, 8 and 4 floats (GCC vector extensions: AVX-512, AVX2 and SSE registers where the
+// machine has them, split into smaller ones where not); unaligned loads.
+typedef float V16 __attribute__((vector_size(64)));
+typedef float V8 __attribute__((vector_size(32)));
+typedef float V4 __attribute__((vector_size(16)));
+template <typename VT>
+inline VT Load(const float* p) {
+  typedef VT VU __attribute__((aligned(4), may_alias));
+  return *reinterpret_cast<const VU*>(p);
+}
+
+// TW output columns x L channels (VT holds L floats) of one output row, all K*K taps accumulated in
+// registers. Each input column of the tile's window is loaded once per kernel row and used by every
+// (output column, tap) pair that reads it (col = S*t + v), with the kernel row's K weight vectors held in
+// registers.
+template <int64_t K, int64_t S, int64_t TW, typename VT>
+inline void Tile(const float* xp, const float* k, const float* bias, float* y, int64_t row_in, int64_t j0,
+                 int64_t c0, int64_t Wp, int64_t C, bool relu6) {
+  constexpr int64_t L = sizeof(VT) / sizeof(float);
+  VT acc[TW];
+  const VT b = Load<VT>(bias + c0);
+#pragma GCC unroll 16
+  for (int64_t t = 0; t < TW; ++t) acc[t] = b;
+  for (int64_t u = 0; u < K; ++u) {
+    const float* xrow = xp + ((row_in + u) * Wp + j0 * S) * C + c0;
+    VT w[K];
+#pragma GCC unroll 8
+    for (int64_t v = 0; v < K; ++v) w[v] = Load<VT>(k + (u * K + v) * C + c0);
+#pragma GCC unroll 32
+    for (int64_t col = 0; col < S * (TW - 1) + K; ++col) {
+      const VT xv = Load<VT>(xrow + col * C);
+#pragma GCC unroll 16
+      for (int64_t t = 0; t < TW; ++t) {
+        const int64_t v = col - S * t;
+        if (v >= 0 && v < K) acc[t] += xv * w[v];   // resolved at compile time after unrolling
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int64_t t = 0; t < TW; ++t) {
+    float* out = y + (j0 + t) * C + c0;
+    for (int64_t c = 0; c < L; ++c) out[c] = Act(acc[t][c], relu6);
+  }
+}
+
+// The last C % 4 channels, one at a time.
+template <int64_t K, int64_t S>
+inline void Scalar(const float* xp, const float* k, const float* bias, float* y, int64_t row_in, int64_t j,
+                   int64_t c, int64_t Wp, int64_t C, bool relu6) {
+  float a = bias[c];
+  for (int64_t u = 0; u < K; ++u)
+    for (int64_t v = 0; v < K; ++v) a += xp[((row_in + u) * Wp + j * S + v) * C + c] * k[(u * K + v) * C + c];
+  y[j * C + c] = Act(a, relu6);
+}
+
+template <int64_t K, int64_t S, typename VT>
+inline void Columns(const float* xp, const float* k, const float* bias, float* yrow, int64_t row_in,
+                    int64_t Wo, int64_t c0, int64_t Wp, int64_t C, bool relu6) {
+  int64_t j0 = 0;
+  for (; j0 + kTileW <= Wo; j0 += kTileW) Tile<K, S, kTileW, VT>(xp, k, bias, yrow, row_in, j0, c0, Wp, C, relu6);
+  for (; j0 < Wo; ++j0) Tile<K, S, 1, VT>(xp, k, bias, yrow, row_in, j0, c0, Wp, C, relu6);
+}
+
+// One output row: channel blocks of 16, then 8, 4 and single channels for the remainder.
+template <int64_t K, int64_t S>
+void Row(const float* xp, const float* k, const float* bias, float* yrow, int64_t row_in, int64_t Wo,
+         int64_t Wp, int64_t C, bool relu6) {
+  int64_t c0 = 0;
+  for (; c0 + 16 <= C; c0 += 16) Columns<K, S, V16>(xp, k, bias, yrow, row_in, Wo, c0, Wp, C, relu6);
+  for (; c0 + 8 <= C; c0 += 8) Columns<K, S, V8>(xp, k, bias, yrow, row_in, Wo, c0, Wp, C, relu6);
+  for (; c0 + 4 <= C; c0 += 4) Columns<K, S, V4>(xp, k, bias, yrow, row_in, Wo, c0, Wp, C, relu6);
+  for (; c0 < C; ++c0)
+    for (int64_t j = 0; j < Wo; ++j) Scalar<K, S>(xp, k, bias, yrow, row_in, j, c0, Wp, C, relu6);
+}
+
+using RowFn = void (*)(const float*, const float*, const float*, float*, int64_t, int64_t, int64_t, int64_t,
+                       bool);
+
+RowFn Select(int64_t K, int64_t S) {
+  if (S == 1) {
+    if (K == 3) return Row<3, 1>;
+    if (K == 5) return Row<5, 1>;
+    if (K == 7) return Row<7, 1>;
+  } else if (S == 2) {
+    if (K == 3) return Row<3, 2>;
+    if (K == 5) return Row<5, 2>;
+    if (K == 7) return Row<7, 2>;
+  }
+  return nullptr;
+}
+
+ffi::Error DepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::F32> k,
+                         ffi::Buffer<ffi::F32> bias, ffi::ResultBuffer<ffi::F32> y, int64_t stride,
+                         int64_t relu6) {
+  auto xd = xp.dimensions();
+  auto kd = k.dimensions();
+  auto yd = y->dimensions();
+  if (xd.size() != 4 || kd.size() != 3 || yd.size() != 4 || kd[0] != kd[1] || kd[2] != xd[3] ||
+      yd[3] != xd[3] || bias.dimensions().size() != 1 || bias.dimensions()[0] != xd[3]) {
+    return ffi::Error::InvalidArgument("litepose_depthwise: bad shapes");
+  }
+  const int64_t B = xd[0], Hp = xd[1], Wp = xd[2], C = xd[3], K = kd[0], s = stride;
+  const int64_t Ho = yd[1], Wo = yd[2];
+  if (Ho != (Hp - K) / s + 1 || Wo != (Wp - K) / s + 1) {
+    return ffi::Error::InvalidArgument("litepose_depthwise: output size does not match the padded input");
+  }
+  const RowFn row_fn = Select(K, s);
+  if (row_fn == nullptr) {
+    return ffi::Error::InvalidArgument("litepose_depthwise: kernel size must be 3, 5 or 7 and stride 1 or 2");
+  }
+  const float* x = xp.typed_data();
+  const float* kk = k.typed_data();
+  const float* bb = bias.typed_data();
+  float* out = y->typed_data();
+  const int64_t rows = B * Ho;
+  auto run = [=](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t b = r / Ho, i = r % Ho;
+      row_fn(x + b * Hp * Wp * C, kk, bb, out + r * Wo * C, i * s, Wo, Wp, C, relu6 != 0);
+    }
+  };
+  const int64_t tasks = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), rows));
+  if (tasks == 1) {
+    run(0, rows);
+    return ffi::Error::Success();
+  }
+  // Rows are claimed in chunks from a shared counter by this thread and by tasks on the pool; this call
+  // returns when every row is done. A task that starts late (its core busy) finds nothing left and ends
+  // without touching the buffers; the counters live on the heap so it may outlive this call.
+  struct Counters {
+    std::atomic<int64_t> next{0};
+    std::atomic<int64_t> done{0};
+  };
+  auto counters = std::make_shared<Counters>();
+  const int64_t chunk = std::max<int64_t>(1, rows / (4 * tasks));
+  auto work = [counters, run, rows, chunk]() {
+    for (;;) {
+      const int64_t r0 = counters->next.fetch_add(chunk, std::memory_order_relaxed);
+      if (r0 >= rows) return;
+      const int64_t r1 = std::min(rows, r0 + chunk);
+      run(r0, r1);
+      counters->done.fetch_add(r1 - r0, std::memory_order_release);
+    }
+  };
+  for (int64_t t = 1; t < tasks; ++t) pool.Schedule([work]() { work(); });
+  work();
+  while (counters->done.load(std::memory_order_acquire) < rows) std::this_thread::yield();
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(LiteposeDepthwise, DepthwiseImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<int64_t>("stride")
+                                  .Attr<int64_t>("relu6"));
