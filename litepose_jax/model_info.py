@@ -33,6 +33,9 @@ def count(model: models.LitePose, height: int | None = None, width: int | None =
   """{'params', 'macs', 'macs_published', 'output_shapes', 'macs_by_kind'} for one image."""
   h = height or model.arch.img_size
   w = width or h
+  # MACs belong to the architecture, not to a layer form: count on the 'xla' form, whose forward calls
+  # every layer module (the inference forms 'ffi' and 'tflite' fold BatchNorm into the depthwise conv).
+  model = model.clone(depthwise_impl='xla')
   tally = {'conv': 0, 'depthwise': 0, 'deconv': 0, 'bn': 0, 'relu': 0, 'deconv_published_extra': 0}
 
   def interceptor(next_fun, args, kwargs, context):

@@ -24,8 +24,8 @@ def create(arch: Union[str, Arch, Mapping[str, Any]], num_keypoints: int, dtype:
     arch: 'xs' | 's' | 'm' | 'l', an authors' architecture JSON (path, string or dict), or an Arch.
     num_keypoints: K (14 CrowdPose, 17 COCO).
     dtype: compute dtype, e.g. jnp.bfloat16 or 'bfloat16'; parameters stay float32.
-    depthwise_impl: 'auto' (shifted multiply-adds on CPU, native conv elsewhere), 'xla', 'shift' or
-      'tflite' (export for XNNPACK; see `depthwise.py`).
+    depthwise_impl: 'auto' (the C++ kernel 'ffi' on CPU, else shifted multiply-adds; native conv
+      elsewhere), 'xla', 'shift', 'ffi' or 'tflite' (export for XNNPACK; see `depthwise.py`).
     final_init_scale: initial scale of the output convs (see `LitePose`; 1.0 = the authors').
     bn_group_size: train-mode BN statistics over groups of this many images (0: the whole batch).
   Returns:

@@ -36,7 +36,7 @@ class LitePose(nn.Module):
     num_keypoints: K (14 CrowdPose, 17 COCO).
     dtype: compute dtype (jnp.bfloat16 for mixed precision); parameters and BN statistics stay float32
       and outputs are returned in float32.
-    depthwise_impl: 'auto' | 'xla' | 'shift' | 'tflite' (see `depthwise.py`): the CPU-fast forms of the
+    depthwise_impl: 'auto' | 'xla' | 'shift' | 'tflite' | 'ffi' (see `depthwise.py`): the CPU-fast forms of the
       depthwise conv, the 1x1 conv gradient and the transposed conv ('shift'), XLA's native ops ('xla':
       GPU/TPU, and export for LiteRT's builtin kernels), or native ops laid out for XNNPACK ('tflite':
       export; 7x7 depthwise kernels as pieces of ≤ 25 taps, 1x1 convs as convolutions).
