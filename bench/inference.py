@@ -73,7 +73,7 @@ def main() -> None:
   p.add_argument('--archs', default='xs,s')
   p.add_argument('--batches', default='1,8')
   p.add_argument('--runs', type=int, default=20)
-  p.add_argument('--impl', default='auto', choices=('auto', 'xla', 'shift'))
+  p.add_argument('--impl', default='auto', choices=('auto', 'xla', 'shift', 'ffi'))
   p.add_argument('--dtype', default='float32')
   p.add_argument('--one', action='store_true', help='internal: time one (arch, batch) and print JSON')
   args = p.parse_args()

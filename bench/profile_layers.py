@@ -146,7 +146,7 @@ def main() -> None:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--arch', default='xs')
   p.add_argument('--batch', type=int, default=1)
-  p.add_argument('--impl', default='auto', choices=('auto', 'xla', 'shift'))
+  p.add_argument('--impl', default='auto', choices=('auto', 'xla', 'shift', 'ffi'))
   p.add_argument('--mode', default='forward', choices=('forward', 'train'))
   p.add_argument('--dtype', default='float32')
   p.add_argument('--runs', type=int, default=5)
