@@ -111,12 +111,14 @@ def available() -> bool:
     return False
 
 
-def depthwise(xp: jax.Array, kernel: jax.Array, bias: jax.Array, stride: int, relu6: bool) -> jax.Array:
-  """The kernel's call: xp [B,Hp,Wp,C] (already padded), kernel [k,k,C], bias [C], float32 →
-  act(bias + valid depthwise conv) [B,(Hp−k)//stride+1,(Wp−k)//stride+1,C]; act = ReLU6 or none.
+def depthwise(x: jax.Array, kernel: jax.Array, bias: jax.Array, stride: int, relu6: bool) -> jax.Array:
+  """The kernel's call: x [B,H,W,C], kernel [k,k,C], bias [C], float32 → act(bias + depthwise conv with
+  zero padding k//2) [B,H',W',C], H' = (H + 2·(k//2) − k)//stride + 1; act = ReLU6 or none.
   `available()` must have returned True."""
-  b, hp, wp, c = xp.shape
+  b, h, w, c = x.shape
   k = kernel.shape[0]
-  out = jax.ShapeDtypeStruct((b, (hp - k) // stride + 1, (wp - k) // stride + 1, c), np.float32)
+  pad = k // 2
+  out = jax.ShapeDtypeStruct((b, (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1, c),
+                             np.float32)
   return jax.ffi.ffi_call(TARGET, out, vmap_method='sequential')(
-      xp, kernel, bias, stride=np.int64(stride), relu6=np.int64(bool(relu6)))
+      x, kernel, bias, stride=np.int64(stride), pad=np.int64(pad), relu6=np.int64(bool(relu6)))

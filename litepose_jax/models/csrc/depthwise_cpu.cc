@@ -1,9 +1,10 @@
 // Depthwise k x k convolution for XLA:CPU through the JAX FFI (litepose_jax/models/cpu_kernels.py).
 //
-//   y[b, i, j, c] = act(bias[c] + sum_{u,v} xp[b, s*i + u, s*j + v, c] * k[u, v, c])
+//   y[b, i, j, c] = act(bias[c] + sum_{u,v} x[b, s*i + u - pad, s*j + v - pad, c] * k[u, v, c])
 //
-// xp [B, Hp, Wp, C] is the input already padded by the caller (XLA fuses the pad into the producer),
-// k [K, K, C], bias [C]; y [B, (Hp-K)/s+1, (Wp-K)/s+1, C]; act = ReLU6 when relu6 != 0. float32, NHWC.
+// with x zero outside the image: x [B, H, W, C], k [K, K, C], bias [C]; y [B, (H+2pad-K)/s+1,
+// (W+2pad-K)/s+1, C]; act = ReLU6 when relu6 != 0. float32, NHWC. The padding is implicit (border
+// columns and rows skip the taps outside), so XLA need not materialise a padded copy of x.
 // Each task owns whole output rows; a row is computed in register tiles of kTileW output columns x 16
 // channels that accumulate all K*K taps before one store.
 // Rows are shared out over XLA's intra-op thread pool.
@@ -35,20 +36,28 @@ inline VT Load(const float* p) {
   return *reinterpret_cast<const VU*>(p);
 }
 
-// TW output columns x L channels (VT holds L floats) of one output row, all K*K taps accumulated in
-// registers. Each input column of the tile's window is loaded once per kernel row and used by every
-// (output column, tap) pair that reads it (col = S*t + v), with the kernel row's K weight vectors held in
-// registers.
+// One output row's view of the (unpadded) input: image base x [H, W, C], the first input row r0 of the
+// row's window (i*S - pad, may be negative) and the kernel rows [u_lo, u_hi) that fall inside the image.
+struct RowGeo {
+  const float* x;
+  int64_t W, C, pad, r0, u_lo, u_hi;
+};
+
+// TW output columns x L channels (VT holds L floats) of one output row, all taps accumulated in registers;
+// the tile's columns are interior (every tap inside the image). Each input column of the tile's window is
+// loaded once per kernel row and used by every (output column, tap) pair that reads it (col = S*t + v),
+// with the kernel row's K weight vectors held in registers.
 template <int64_t K, int64_t S, int64_t TW, typename VT>
-inline void Tile(const float* xp, const float* k, const float* bias, float* y, int64_t row_in, int64_t j0,
-                 int64_t c0, int64_t Wp, int64_t C, bool relu6) {
+inline void Tile(const RowGeo& g, const float* k, const float* bias, float* y, int64_t j0, int64_t c0,
+                 bool relu6) {
   constexpr int64_t L = sizeof(VT) / sizeof(float);
+  const int64_t C = g.C;
   VT acc[TW];
   const VT b = Load<VT>(bias + c0);
 #pragma GCC unroll 16
   for (int64_t t = 0; t < TW; ++t) acc[t] = b;
-  for (int64_t u = 0; u < K; ++u) {
-    const float* xrow = xp + ((row_in + u) * Wp + j0 * S) * C + c0;
+  for (int64_t u = g.u_lo; u < g.u_hi; ++u) {
+    const float* xrow = g.x + ((g.r0 + u) * g.W + j0 * S - g.pad) * C + c0;
     VT w[K];
 #pragma GCC unroll 8
     for (int64_t v = 0; v < K; ++v) w[v] = Load<VT>(k + (u * K + v) * C + c0);
@@ -69,38 +78,63 @@ inline void Tile(const float* xp, const float* k, const float* bias, float* y, i
   }
 }
 
-// The last C % 4 channels, one at a time.
+// One output column near the left or right border: taps outside the image are skipped (zero padding).
+template <int64_t K, int64_t S, typename VT>
+inline void Edge(const RowGeo& g, const float* k, const float* bias, float* y, int64_t j, int64_t c0,
+                 bool relu6) {
+  constexpr int64_t L = sizeof(VT) / sizeof(float);
+  const int64_t C = g.C;
+  VT acc = Load<VT>(bias + c0);
+  for (int64_t u = g.u_lo; u < g.u_hi; ++u)
+    for (int64_t v = 0; v < K; ++v) {
+      const int64_t col = j * S - g.pad + v;
+      if (col < 0 || col >= g.W) continue;
+      acc += Load<VT>(g.x + ((g.r0 + u) * g.W + col) * C + c0) * Load<VT>(k + (u * K + v) * C + c0);
+    }
+  for (int64_t c = 0; c < L; ++c) y[j * C + c0 + c] = Act(acc[c], relu6);
+}
+
+// The last C % 4 channels, one at a time, any column.
 template <int64_t K, int64_t S>
-inline void Scalar(const float* xp, const float* k, const float* bias, float* y, int64_t row_in, int64_t j,
-                   int64_t c, int64_t Wp, int64_t C, bool relu6) {
+inline void Scalar(const RowGeo& g, const float* k, const float* bias, float* y, int64_t j, int64_t c,
+                   bool relu6) {
+  const int64_t C = g.C;
   float a = bias[c];
-  for (int64_t u = 0; u < K; ++u)
-    for (int64_t v = 0; v < K; ++v) a += xp[((row_in + u) * Wp + j * S + v) * C + c] * k[(u * K + v) * C + c];
+  for (int64_t u = g.u_lo; u < g.u_hi; ++u)
+    for (int64_t v = 0; v < K; ++v) {
+      const int64_t col = j * S - g.pad + v;
+      if (col >= 0 && col < g.W) a += g.x[((g.r0 + u) * g.W + col) * C + c] * k[(u * K + v) * C + c];
+    }
   y[j * C + c] = Act(a, relu6);
 }
 
 template <int64_t K, int64_t S, typename VT>
-inline void Columns(const float* xp, const float* k, const float* bias, float* yrow, int64_t row_in,
-                    int64_t Wo, int64_t c0, int64_t Wp, int64_t C, bool relu6) {
-  int64_t j0 = 0;
-  for (; j0 + kTileW <= Wo; j0 += kTileW) Tile<K, S, kTileW, VT>(xp, k, bias, yrow, row_in, j0, c0, Wp, C, relu6);
-  for (; j0 < Wo; ++j0) Tile<K, S, 1, VT>(xp, k, bias, yrow, row_in, j0, c0, Wp, C, relu6);
+inline void Columns(const RowGeo& g, const float* k, const float* bias, float* yrow, int64_t Wo, int64_t c0,
+                    bool relu6) {
+  // Interior columns [j_lo, j_end): every tap inside the image.
+  const int64_t j_lo = std::min(Wo, (g.pad + S - 1) / S);
+  const int64_t last = g.W - K + g.pad;   // the largest j*S with the window's right end inside
+  const int64_t j_end = last < 0 ? j_lo : std::max(j_lo, std::min(Wo, last / S + 1));
+  for (int64_t j = 0; j < j_lo; ++j) Edge<K, S, VT>(g, k, bias, yrow, j, c0, relu6);
+  int64_t j0 = j_lo;
+  for (; j0 + kTileW <= j_end; j0 += kTileW) Tile<K, S, kTileW, VT>(g, k, bias, yrow, j0, c0, relu6);
+  for (; j0 < j_end; ++j0) Tile<K, S, 1, VT>(g, k, bias, yrow, j0, c0, relu6);
+  for (int64_t j = j_end; j < Wo; ++j) Edge<K, S, VT>(g, k, bias, yrow, j, c0, relu6);
 }
 
 // One output row: channel blocks of 16, then 8, 4 and single channels for the remainder.
 template <int64_t K, int64_t S>
-void Row(const float* xp, const float* k, const float* bias, float* yrow, int64_t row_in, int64_t Wo,
-         int64_t Wp, int64_t C, bool relu6) {
+void Row(const RowGeo& g, const float* k, const float* bias, float* yrow, int64_t Wo, bool relu6) {
+  const int64_t C = g.C;
   int64_t c0 = 0;
-  for (; c0 + 16 <= C; c0 += 16) Columns<K, S, V16>(xp, k, bias, yrow, row_in, Wo, c0, Wp, C, relu6);
-  for (; c0 + 8 <= C; c0 += 8) Columns<K, S, V8>(xp, k, bias, yrow, row_in, Wo, c0, Wp, C, relu6);
-  for (; c0 + 4 <= C; c0 += 4) Columns<K, S, V4>(xp, k, bias, yrow, row_in, Wo, c0, Wp, C, relu6);
+  for (; c0 + 16 <= C; c0 += 16) Columns<K, S, V16>(g, k, bias, yrow, Wo, c0, relu6);
+  for (; c0 + 8 <= C; c0 += 8) Columns<K, S, V8>(g, k, bias, yrow, Wo, c0, relu6);
+  for (; c0 + 4 <= C; c0 += 4) Columns<K, S, V4>(g, k, bias, yrow, Wo, c0, relu6);
   for (; c0 < C; ++c0)
-    for (int64_t j = 0; j < Wo; ++j) Scalar<K, S>(xp, k, bias, yrow, row_in, j, c0, Wp, C, relu6);
+    for (int64_t j = 0; j < Wo; ++j) Scalar<K, S>(g, k, bias, yrow, j, c0, relu6);
 }
 
-using RowFn = void (*)(const float*, const float*, const float*, float*, int64_t, int64_t, int64_t, int64_t,
-                       bool);
+using RowFn = void (*)(const RowGeo&, const float*, const float*, float*, int64_t, bool);
 
 RowFn Select(int64_t K, int64_t S) {
   if (S == 1) {
@@ -115,26 +149,26 @@ RowFn Select(int64_t K, int64_t S) {
   return nullptr;
 }
 
-ffi::Error DepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::F32> k,
+ffi::Error DepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
                          ffi::Buffer<ffi::F32> bias, ffi::ResultBuffer<ffi::F32> y, int64_t stride,
-                         int64_t relu6) {
-  auto xd = xp.dimensions();
+                         int64_t pad, int64_t relu6) {
+  auto xd = x.dimensions();
   auto kd = k.dimensions();
   auto yd = y->dimensions();
   if (xd.size() != 4 || kd.size() != 3 || yd.size() != 4 || kd[0] != kd[1] || kd[2] != xd[3] ||
       yd[3] != xd[3] || bias.dimensions().size() != 1 || bias.dimensions()[0] != xd[3]) {
     return ffi::Error::InvalidArgument("litepose_depthwise: bad shapes");
   }
-  const int64_t B = xd[0], Hp = xd[1], Wp = xd[2], C = xd[3], K = kd[0], s = stride;
+  const int64_t B = xd[0], H = xd[1], W = xd[2], C = xd[3], K = kd[0], s = stride;
   const int64_t Ho = yd[1], Wo = yd[2];
-  if (Ho != (Hp - K) / s + 1 || Wo != (Wp - K) / s + 1) {
-    return ffi::Error::InvalidArgument("litepose_depthwise: output size does not match the padded input");
+  if (pad < 0 || pad >= K || Ho != (H + 2 * pad - K) / s + 1 || Wo != (W + 2 * pad - K) / s + 1) {
+    return ffi::Error::InvalidArgument("litepose_depthwise: output size does not match input and padding");
   }
   const RowFn row_fn = Select(K, s);
   if (row_fn == nullptr) {
     return ffi::Error::InvalidArgument("litepose_depthwise: kernel size must be 3, 5 or 7 and stride 1 or 2");
   }
-  const float* x = xp.typed_data();
+  const float* xx = x.typed_data();
   const float* kk = k.typed_data();
   const float* bb = bias.typed_data();
   float* out = y->typed_data();
@@ -142,7 +176,10 @@ ffi::Error DepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xp, ffi::Bu
   auto run = [=](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t b = r / Ho, i = r % Ho;
-      row_fn(x + b * Hp * Wp * C, kk, bb, out + r * Wo * C, i * s, Wo, Wp, C, relu6 != 0);
+      const int64_t first = i * s - pad;
+      const RowGeo g{xx + b * H * W * C, W, C, pad, first, std::max<int64_t>(0, -first),
+                     std::min<int64_t>(K, H - first)};
+      row_fn(g, kk, bb, out + r * Wo * C, Wo, relu6 != 0);
     }
   };
   const int64_t tasks = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), rows));
@@ -184,4 +221,5 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(LiteposeDepthwise, DepthwiseImpl,
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Attr<int64_t>("stride")
+                                  .Attr<int64_t>("pad")
                                   .Attr<int64_t>("relu6"));
