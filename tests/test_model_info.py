@@ -30,11 +30,14 @@ def test_macs_match_spec(arch):
   assert abs(info['macs_published'] / 1e9 - published) / published < 2e-3
 
 
-@pytest.mark.parametrize('impl', ['shift', 'xla', 'tflite'])
+@pytest.mark.parametrize('impl', ['shift', 'xla', 'tflite', 'ffi'])
 def test_every_layer_form_counts_the_spec_macs(impl):
-  # The forms differ in which module methods run (the export form folds BN via BatchNorm.folded()).
+  # The forms differ in which module methods run: the inference forms 'tflite' and 'ffi' fold BN via
+  # BatchNorm.folded(), so its MACs would go uncounted in the published convention (measured before
+  # model_info counted on the 'xla' form: XS 1.188 G, 1.3% under the spec's 1.204).
   info = model_info.count(models.create('xs', 14, depthwise_impl=impl))
   assert round(info['macs'] / 1e9, 3) == SPEC['xs'][0]
+  assert abs(info['macs_published'] / 1e9 - SPEC['xs'][2]) / SPEC['xs'][2] < 2e-3
 
 
 def test_cli_json():

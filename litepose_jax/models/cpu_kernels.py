@@ -48,10 +48,17 @@ def kernel_dir() -> pathlib.Path:
 
 
 def _cpu_model() -> str:
+  """The first CPU's model name and feature flags: what -march=native compiled for. (Virtual machines
+  name their CPUs vaguely, e.g. 'AMD EPYC', and may hide AVX-512: the flags tell them apart.)"""
   try:
-    for line in pathlib.Path('/proc/cpuinfo').read_text().splitlines():
-      if line.startswith(('model name', 'flags')):
-        return line
+    lines = pathlib.Path('/proc/cpuinfo').read_text().splitlines()
+    found = {}
+    for line in lines:
+      key = line.split(':', 1)[0].strip()
+      if key in ('model name', 'flags') and key not in found:
+        found[key] = line
+    if found:
+      return '\n'.join(found[k] for k in sorted(found))
   except OSError:
     pass
   return platform.processor() or platform.machine()

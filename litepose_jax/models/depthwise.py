@@ -285,8 +285,10 @@ def depthwise_conv_shift(x: jax.Array, kernel: jax.Array, stride: int = 1) -> ja
   return _depthwise_shift(x, kernel, int(stride))
 
 
-def _shift_bias_act(x: jax.Array, kernel: jax.Array, bias: jax.Array, stride: int, relu6: bool) -> jax.Array:
-  y = depthwise_conv_shift(x, kernel, stride) + bias
+def _bias_act(y: jax.Array, bias: Optional[jax.Array], relu6: bool) -> jax.Array:
+  """The epilogue the 'ffi' kernel applies inside: + bias (a folded BatchNorm), then ReLU6."""
+  if bias is not None:
+    y = y + bias.astype(y.dtype)
   return jax.nn.relu6(y) if relu6 else y
 
 
@@ -297,7 +299,7 @@ def _depthwise_ffi(x: jax.Array, kernel: jax.Array, bias: jax.Array, stride: int
 
 def _depthwise_ffi_fwd(x, kernel, bias, stride, relu6):
   # Differentiated (training): the 'shift' form and its VJP, so gradients are the 'shift' form's.
-  return jax.vjp(lambda a, k, b: _shift_bias_act(a, k, b, stride, relu6), x, kernel, bias)
+  return jax.vjp(lambda a, k, b: _bias_act(depthwise_conv_shift(a, k, stride), b, relu6), x, kernel, bias)
 
 
 def _depthwise_ffi_bwd(stride, relu6, vjp, g):
@@ -337,6 +339,4 @@ def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int = 1, impl: str =
     y = depthwise_conv_rings(x, kernel, stride)
   else:  # 'shift', and 'ffi' on other dtypes
     y = depthwise_conv_shift(x, kernel, stride)
-  if bias is not None:
-    y = y + bias.astype(y.dtype)
-  return jax.nn.relu6(y) if relu6 else y
+  return _bias_act(y, bias, relu6)
