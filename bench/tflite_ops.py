@@ -13,7 +13,7 @@ process with 2 threads (`--threads`), the XNNPACK delegate on, as bench/cpu_runt
                    up to 25 taps in one pass; a piece of 10-25 taps costs about a 5x5)
   add              one ADD (fused ReLU) of two such tensors: a memory pass, what each extra piece also costs
   conv 1x1         CONV_2D, C → C/6 (the project conv's shape at this stage)
-  deconv           TRANSPOSE_CONV k4 s2 (the head's form) vs its sub-pixel form (3x3 CONV_2D to 4 phases,
+  deconv           TRANSPOSE_CONV k4 s2 (the head's form) vs its sub-pixel form (2x2 window CONV_2D to 4 phases,
                    then RESHAPE/TRANSPOSE interleave), at `--deconv` shape (default XS deconv 2:
                    64×64×24 → 24)
   ... builtin      the one-op 7x7 and the TRANSPOSE_CONV on LiteRT's builtin kernels (no XNNPACK)
@@ -93,7 +93,7 @@ def forms(shape, rng) -> dict:
 def deconv_forms(cin: int, cout: int, rng) -> dict:
   k = (rng.standard_normal((4, 4, cin, cout)) * 0.1).astype(np.float32)
   return {'deconv TRANSPOSE_CONV': lambda x: layers.deconv_2x_xla(x, k),
-          'deconv sub-pixel 3x3 conv': lambda x: layers.deconv_2x_phases(x, k)}
+          'deconv sub-pixel 2x2 window conv': lambda x: layers.deconv_2x_window(x, k)}
 
 
 def time_files(files: dict, x_of: dict, rounds: int, runs: int, threads: int, builtin=()) -> dict:

@@ -139,7 +139,7 @@ def _transposed_conv_numpy(x, w, g):
 
 @pytest.mark.parametrize('impl', ['xla', 'shift'])
 def test_deconv_equals_transposed_conv_formula(impl):
-  # Both forms: 'xla' (native transposed conv: GPU/TPU, export) and 'shift' (3x3 phase conv: CPU).
+  # Both forms: 'xla' (native transposed conv: GPU/TPU, export) and 'shift' (2x2 window conv: CPU).
   rng = np.random.default_rng(0)
   x = rng.normal(size=(2, 5, 6, 3))
   w = rng.normal(size=(3, 4, 4, 4))  # PyTorch (Cin, Cout, 4, 4)
@@ -156,7 +156,7 @@ def test_deconv_equals_transposed_conv_formula(impl):
 
 @pytest.mark.parametrize('impl', ['xla', 'shift'])
 def test_deconv_sum_equals_sum_of_transposed_convs(impl):
-  # The fusion head's refined + raw deconvs ('shift': one phase conv over the concatenated inputs).
+  # The fusion head's refined + raw deconvs ('shift': one window conv over the concatenated inputs).
   rng = np.random.default_rng(1)
   xs = [rng.normal(size=(2, 5, 6, c)) for c in (3, 2)]
   ws = [rng.normal(size=(c, 4, 4, 4)) for c in (3, 2)]   # PyTorch (Cin, Cout, 4, 4)

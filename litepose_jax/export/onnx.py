@@ -59,8 +59,8 @@ class _Graph:
     self.nodes, self.initializers = [], []
     self._scalars = {}
 
-  def const(self, name: str, value: np.ndarray) -> str:
-    self.initializers.append(self._numpy.from_array(np.ascontiguousarray(value, np.float32), name))
+  def const(self, name: str, value: np.ndarray, dtype=np.float32) -> str:
+    self.initializers.append(self._numpy.from_array(np.ascontiguousarray(value, dtype), name))
     return name
 
   def scalar(self, value: float) -> str:
@@ -114,9 +114,10 @@ def _sep_conv(g: _Graph, x: str, params, stats, name: str) -> str:
 def _fuse(g: _Graph, refined: str, raw: str, params, stats, i: int, deconv: str) -> str:
   """ReLU(BN(deconv_refined(refined) + deconv_raw(raw))), the BN folded into both transposed convs.
 
-  deconv='subpixel': each transposed conv k4 s2 p1 as one 3x3 stride-1 Conv to its four output phases
-  (4·Cout channels, the same kernel gather as `layers.deconv_2x_phases`), the two summed and activated
-  in that phase layout, then one DepthToSpace interleaves the phases. 'convtranspose': two
+  deconv='subpixel': each transposed conv k4 s2 p1 as one 2x2 stride-1 Conv (padded by 1) to its four
+  output phases (4·Cout channels, the window form of `layers.deconv_2x_window`: every product a needed
+  one), the two summed and activated in that phase layout, then one DepthToSpace interleaves the phases
+  and a Slice crops the outer ring. 'convtranspose': two
   ConvTranspose nodes, Add, Relu (the PyTorch export's form).
   """
   a, b = _fold_bn(params[f'deconv_bn{i}'], stats[f'deconv_bn{i}'])
@@ -124,12 +125,13 @@ def _fuse(g: _Graph, refined: str, raw: str, params, stats, i: int, deconv: str)
   for kind, x in (('refined', refined), ('raw', raw)):
     kernel = np.asarray(params[f'deconv_{kind}{i}']['kernel'], np.float64) * a  # [4,4,Cin,Cout]
     if deconv == 'subpixel':
-      phase = np.einsum('abijrs,abco->rsocij', layers._PHASE_SELECTION.astype(np.float64), kernel)  # pylint: disable=protected-access
-      cout = kernel.shape[-1]
-      inputs = [x, g.const(f'deconv_{kind}{i}/weight', phase.reshape(4 * cout, kernel.shape[2], 3, 3))]
-      if kind == 'refined':  # DepthToSpace 'DCR' reads channel (2r + s)·Cout + o
+      # The window form of `layers.deconv_2x_window`: [t, t', C, u, u', O] → ONNX [(2u + u')·O + o, C, t, t'].
+      cin, cout = kernel.shape[2:]
+      window = kernel.reshape(2, 2, 2, 2, cin, cout)[::-1, :, ::-1].transpose(1, 3, 5, 4, 0, 2)
+      inputs = [x, g.const(f'deconv_{kind}{i}/weight', window.reshape(4 * cout, cin, 2, 2))]
+      if kind == 'refined':  # DepthToSpace 'DCR' reads channel (2u + u')·Cout + o
         inputs.append(g.const(f'deconv_{kind}{i}/bias', np.tile(b, 4)))
-      outs.append(g.node('Conv', inputs, f'deconv_{kind}{i}', kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
+      outs.append(g.node('Conv', inputs, f'deconv_{kind}{i}', kernel_shape=[2, 2], pads=[1, 1, 1, 1]))
     else:
       # Our [4,4,Cin,Cout] is PyTorch's (Cin, Cout, 4, 4) transposed, ONNX's ConvTranspose layout.
       inputs = [x, g.const(f'deconv_{kind}{i}/weight', kernel.transpose(2, 3, 0, 1))]
@@ -140,6 +142,9 @@ def _fuse(g: _Graph, refined: str, raw: str, params, stats, i: int, deconv: str)
   y = g.node('Relu', [g.node('Add', outs, f'deconv_sum{i}')], f'deconv_relu{i}')
   if deconv == 'subpixel':
     y = g.node('DepthToSpace', [y], f'deconv_phases{i}', blocksize=2, mode='DCR')
+    y = g.node('Slice', [y, g.const(f'deconv_crop{i}/starts', np.array([1, 1]), np.int64),
+                         g.const(f'deconv_crop{i}/ends', np.array([-1, -1]), np.int64),
+                         g.const(f'deconv_crop{i}/axes', np.array([2, 3]), np.int64)], f'deconv_crop{i}')
   return y
 
 
