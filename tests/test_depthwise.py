@@ -9,7 +9,9 @@ formula in test_model.py). The export form 'tflite' (native convs of ≤ 25 taps
 convolutions, BatchNorm folded into the depthwise pieces) gives the same forward as the oracle and, for
 the full model, as 'xla'. The C++ kernel 'ffi' (cpu_kernels.py; bias and ReLU6 inside) equals the oracle
 for every kernel size, stride and channel tail, is differentiated exactly as 'shift', builds on this
-machine, and without a compiler 'auto' falls back to 'shift'.
+machine, and without a compiler 'auto' falls back to 'shift'. The fused block kernel (expand 1x1 + BN +
+ReLU6 + depthwise + BN + ReLU6 in one call) equals those layers written out, and the 'ffi' model uses it
+for every block.
 """
 
 import os
@@ -125,6 +127,36 @@ def test_cpu_kernel_equals_native_conv_with_bias_and_relu6(kernel_size, stride):
     np.testing.assert_array_equal(g, w, err_msg=name)
 
 
+@pytest.mark.parametrize('kernel_size', [3, 5, 7])
+@pytest.mark.parametrize('stride', [1, 2])
+def test_fused_expand_depthwise_equals_the_layers_formula(kernel_size, stride):
+  """cpu_kernels.expand_depthwise (one C++ call) against the spec's layers written here: expand 1x1 →
+  eval BN → ReLU6 → the depthwise oracle → eval BN → ReLU6. E = 96 runs the 16-channel blocks, 40 the
+  8-channel ones; odd sizes and widths that are not a multiple of the 8-column tile."""
+  rng = np.random.default_rng(kernel_size * 10 + stride + 300)
+  eps = 1e-5
+
+  def bn(e):
+    return tuple(jnp.asarray(a, jnp.float32) for a in (rng.uniform(0.5, 1.5, e), rng.normal(size=e),
+                                                        rng.normal(scale=0.3, size=e), rng.uniform(0.5, 2, e)))
+
+  def apply_bn(y, p):
+    scale, bias, mean, var = (np.asarray(a, np.float64) for a in p)
+    return (y - mean) / np.sqrt(var + eps) * scale + bias
+
+  for b, h, w, cin, e in ((1, 16, 16, 16, 96), (2, 13, 11, 5, 40), (1, 9, 20, 24, 144)):
+    x = jnp.asarray(rng.normal(size=(b, h, w, cin)), jnp.float32)
+    we = jnp.asarray(rng.normal(size=(cin, e)) / np.sqrt(cin), jnp.float32)
+    wd = jnp.asarray(rng.normal(size=(kernel_size, kernel_size, e)) / kernel_size, jnp.float32)
+    ebn, dbn = bn(e), bn(e)
+    hidden = np.clip(apply_bn(np.einsum('bhwc,ce->bhwe', np.asarray(x, np.float64), np.asarray(we, np.float64)),
+                              ebn), 0, 6)
+    conv = np.asarray(_oracle(jnp.asarray(hidden, jnp.float32), wd, stride), np.float64)
+    want = np.clip(apply_bn(conv, dbn), 0, 6)
+    got = jax.jit(lambda *a: cpu_kernels.expand_depthwise(*a, stride=stride, eps=eps))(x, we, ebn, wd, dbn)
+    _assert_close(got, want, 2e-6, f'fused k={kernel_size} s={stride} {(b, h, w, cin, e)}')
+
+
 def test_without_a_compiler_auto_keeps_the_shift_form(tmp_path):
   """No C++ compiler on PATH and an empty kernel folder: available() is False with one logged reason,
   'auto' is 'shift', and the model still runs."""
@@ -222,6 +254,11 @@ def test_full_model_tflite_and_ffi_forms_equal_xla_forward():
   images = jnp.asarray(rng.normal(size=(2, 64, 48, 3)), jnp.float32)
   want = ref_model.apply(variables, images, train=False)
   for impl in ('tflite', 'ffi'):   # both fold the BatchNorm into the depthwise conv
-    got = models.create(SMALL_ARCH, k, depthwise_impl=impl).apply(variables, images, train=False)
+    model = models.create(SMALL_ARCH, k, depthwise_impl=impl)
+    forward = jax.jit(lambda v, x: model.apply(v, x, train=False))   # pylint: disable=cell-var-from-loop
+    if impl == 'ffi':   # every block's expand + depthwise runs as the one fused kernel call
+      hlo = forward.lower(variables, images).as_text()
+      assert hlo.count(cpu_kernels.FUSED_TARGET) == 5, hlo.count(cpu_kernels.FUSED_TARGET)
+    got = forward(variables, images)
     for g, w, name in zip(got, want, ('out_quarter', 'out_half')):
       _assert_close(g, w, 1e-5, f'{impl} {name}')

@@ -3,8 +3,10 @@
 XLA:CPU has no fast depthwise convolution: the 'shift' form (depthwise.py) is an elementwise fusion of
 k·k shifted multiply-adds that re-reads every input vector once per tap and cannot keep partial sums in
 registers. The kernel tiles each output row into 8 columns × 16 channels held in registers, loads every
-input vector once per kernel row, and applies the following BatchNorm and ReLU6 before its one store
-(docs/cpu_inference.md has the measurements).
+input vector once per kernel row, and applies the following BatchNorm and ReLU6 before its one store.
+A second entry point runs the MobileNet block's first half as one call (`expand_depthwise`: expand 1x1 +
+BN + ReLU6 + depthwise + BN + ReLU6), so the 6x-expanded tensor never goes through memory and a block
+is one XLA thunk instead of four (docs/cpu_inference.md has the measurements).
 
 `available()` compiles the source once per machine with the system C++ compiler (`$CXX`, else g++ or
 c++; `-O3 -march=native`) into `<kernel dir>/depthwise_cpu-<hash>.so` — the hash covers the source, the
@@ -33,6 +35,7 @@ import jax
 import numpy as np
 
 TARGET = 'litepose_depthwise'
+FUSED_TARGET = 'litepose_expand_depthwise'
 SOURCE = pathlib.Path(__file__).with_name('csrc') / 'depthwise_cpu.cc'
 FLAGS = ('-O3', '-march=native', '-std=c++17', '-shared', '-fPIC', '-w')
 KERNEL_DIR_ENV = 'LITEPOSE_JAX_KERNEL_DIR'
@@ -111,6 +114,8 @@ def available() -> bool:
       _build(compiler, path)
     library = ctypes.cdll.LoadLibrary(str(path))
     jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(library.LiteposeDepthwise), platform='cpu')
+    jax.ffi.register_ffi_target(FUSED_TARGET, jax.ffi.pycapsule(library.LiteposeExpandDepthwise),
+                                platform='cpu')
     return True
   except Exception as e:  # pylint: disable=broad-except
     logging.warning('litepose_jax: the C++ depthwise kernel is not available (%s); using the slower '
@@ -129,3 +134,22 @@ def depthwise(x: jax.Array, kernel: jax.Array, bias: jax.Array, stride: int, rel
                              np.float32)
   return jax.ffi.ffi_call(TARGET, out, vmap_method='sequential')(
       x, kernel, bias, stride=np.int64(stride), pad=np.int64(pad), relu6=np.int64(bool(relu6)))
+
+
+def expand_depthwise(x: jax.Array, expand_kernel: jax.Array, expand_bn, depthwise_kernel: jax.Array,
+                     depthwise_bn, stride: int, eps: float) -> jax.Array:
+  """The MobileNet block's first half in one call: relu6(BN(depthwise(relu6(BN(x @ expand_kernel))))).
+
+  x [B,H,W,Cin], expand_kernel [Cin,E], depthwise_kernel [k,k,E] (zero padding k//2, k in 3/5/7, stride
+  1 or 2), each BN a tuple (scale, bias, mean, var) of [E] vectors in eval mode with `eps`; float32, E a
+  multiple of 8. → [B,H',W',E]. The expanded tensor is never written to memory (csrc/depthwise_cpu.cc).
+  `available()` must have returned True.
+  """
+  b, h, w, _ = x.shape
+  k, e = depthwise_kernel.shape[0], depthwise_kernel.shape[-1]
+  pad = k // 2
+  out = jax.ShapeDtypeStruct((b, (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1, e),
+                             np.float32)
+  return jax.ffi.ffi_call(FUSED_TARGET, out, vmap_method='sequential')(
+      x, expand_kernel, *expand_bn, depthwise_kernel, *depthwise_bn, stride=np.int64(stride),
+      eps=np.float32(eps))

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from litepose_jax.models import cpu_kernels
 from litepose_jax.models import depthwise
 from litepose_jax.models import narrow_conv
 from litepose_jax.models.arch import make_divisible
@@ -302,6 +303,8 @@ class InvBottleneck(nn.Module):
 
   1x1 expand (t·Cin, always present) → BN → ReLU6 → k×k depthwise (stride) → BN → ReLU6 → 1x1 project →
   BN; the input is added iff stride == 1 and Cin == Cout. [B,H,W,Cin] → [B,H/stride,W/stride,Cout].
+  At inference with the C++ kernels ('ffi', float32) the expand and depthwise layers run as one fused
+  call (`cpu_kernels.expand_depthwise`) from the same variables.
   """
   features: int
   stride: int = 1
@@ -316,12 +319,38 @@ class InvBottleneck(nn.Module):
     cin = x.shape[-1]
     hidden = make_divisible(round(cin * self.expansion))
     conv_bn = functools.partial(ConvBN, impl=self.impl, dtype=self.dtype, bn_group_size=self.bn_group_size)
-    y = conv_bn(hidden, 1, name='expand')(x, train)
-    y = conv_bn(hidden, self.kernel_size, self.stride, depthwise=True, name='depthwise')(y, train)
+    if self._fused(x, hidden, train):
+      y = self._expand_depthwise(x)
+    else:
+      y = conv_bn(hidden, 1, name='expand')(x, train)
+      y = conv_bn(hidden, self.kernel_size, self.stride, depthwise=True, name='depthwise')(y, train)
     y = conv_bn(self.features, 1, act=None, name='project')(y, train)
     if self.stride == 1 and cin == self.features:
       y = y + x
     return y
+
+  def _fused(self, x: jax.Array, hidden: int, train: bool) -> bool:
+    """Inference with the C++ kernels ('ffi'), float32: expand + depthwise run as one kernel call."""
+    return (not train and not self.is_initializing() and depthwise.resolve_impl(self.impl) == 'ffi'
+            and x.dtype == jnp.float32 and jnp.dtype(self.dtype) == jnp.float32 and hidden % 8 == 0
+            and self.kernel_size in (3, 5, 7) and self.stride in (1, 2))
+
+  def _expand_depthwise(self, x: jax.Array) -> jax.Array:
+    """expand ConvBN + ReLU6 → depthwise ConvBN + ReLU6 in one `cpu_kernels.expand_depthwise` call, from
+    the same variables as the unfused layers (the BatchNorms folded inside the kernel)."""
+    params, stats = self.variables['params'], self.variables['batch_stats']
+
+    def bn(name):
+      p, s = params[name]['bn'], stats[name]['bn']
+      return p['scale'], p['bias'], s['mean'], s['var']
+
+    expand_kernel = params['expand']['conv']['kernel']
+    depthwise_kernel = params['depthwise']['conv']['kernel']
+    if expand_kernel.shape[:3] != (1, 1, x.shape[-1]) or depthwise_kernel.shape[:2] != (self.kernel_size,) * 2:
+      raise ValueError(f'{"/".join(self.path)}: expand kernel {expand_kernel.shape} / depthwise kernel '
+                       f'{depthwise_kernel.shape} do not fit the block')
+    return cpu_kernels.expand_depthwise(x, expand_kernel[0, 0], bn('expand'), depthwise_kernel,
+                                        bn('depthwise'), self.stride, BatchNorm.epsilon)
 
 
 class SepConv(nn.Module):

@@ -10,10 +10,12 @@
 // Rows are shared out over XLA's intra-op thread pool.
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include "xla/ffi/api/ffi.h"
 
@@ -211,6 +213,223 @@ ffi::Error DepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buf
   return ffi::Error::Success();
 }
 
+// ---------------------------------------------------------------------------------------------------
+// The MobileNet block's first half, fused: expand 1x1 conv → BN → ReLU6 → depthwise k x k → BN → ReLU6.
+//
+//   e[r, q, c] = relu6(ea[c] * sum_ci x[b, r, q, ci] * we[ci, c] + eb[c])          (expanded, [H, W, E])
+//   y[b, i, j, c] = relu6(da[c] * sum_{u,v} e[s*i + u - pad, s*j + v - pad, c] * wd[u, v, c] + db[c])
+//
+// with e zero outside the image and the BatchNorms folded in here from their four vectors (a = scale /
+// sqrt(var + eps), b = bias - mean * a). The depthwise conv never mixes channels, so a task owns one
+// image and one block of L channels (16, or 8 when E is not a multiple of 16) for every row: it expands
+// only its channels into a ring of K rows of the block's padded width, one row per step down the image,
+// and reads the depthwise windows from there. The expanded tensor (6x the block's input) never leaves
+// the cache, and no halo row is computed twice.
+
+struct FusedGeo {
+  const float *x, *we, *wd, *ea, *eb, *da, *db;
+  int64_t H, W, Cin, E, pad, Ho, Wo;
+};
+
+template <typename VT>
+inline VT Relu6(VT v) {   // whole-vector selects (an element loop would extract and insert lanes)
+  const VT zero = {}, six = zero + 6.0f;
+  v = v > zero ? v : zero;
+  return v < six ? v : six;
+}
+
+template <typename VT>
+inline void StoreV(float* p, VT v) {
+  typedef VT VU __attribute__((aligned(4), may_alias));
+  *reinterpret_cast<VU*>(p) = v;
+}
+
+// TW pixels of one input row expanded into L channels: xp points at the first pixel's Cin inputs.
+template <int64_t TW, typename VT>
+inline void ExpandTile(const float* xp, int64_t Cin, const float* we, int64_t E, VT a, VT b, float* out) {
+  constexpr int64_t L = sizeof(VT) / sizeof(float);
+  VT acc[TW];
+#pragma GCC unroll 16
+  for (int64_t t = 0; t < TW; ++t) acc[t] = VT{};
+  for (int64_t ci = 0; ci < Cin; ++ci) {
+    const VT w = Load<VT>(we + ci * E);
+#pragma GCC unroll 16
+    for (int64_t t = 0; t < TW; ++t) acc[t] += xp[t * Cin + ci] * w;
+  }
+#pragma GCC unroll 16
+  for (int64_t t = 0; t < TW; ++t) StoreV(out + t * L, Relu6(acc[t] * a + b));
+}
+
+// TW output columns of one output row from the ring's padded rows (rows[u] for kernel row u; nullptr: a
+// row outside the image, skipped).
+template <int64_t K, int64_t S, int64_t TW, typename VT>
+inline void FusedDwTile(const float* const* rows, const float* wd, int64_t E, VT a, VT b, float* y,
+                        int64_t ystride, int64_t j0) {
+  constexpr int64_t L = sizeof(VT) / sizeof(float);
+  VT acc[TW];
+#pragma GCC unroll 16
+  for (int64_t t = 0; t < TW; ++t) acc[t] = VT{};
+  for (int64_t u = 0; u < K; ++u) {
+    if (rows[u] == nullptr) continue;
+    const float* xr = rows[u] + j0 * S * L;
+    VT w[K];
+#pragma GCC unroll 8
+    for (int64_t v = 0; v < K; ++v) w[v] = Load<VT>(wd + (u * K + v) * E);
+#pragma GCC unroll 32
+    for (int64_t col = 0; col < S * (TW - 1) + K; ++col) {
+      const VT xv = Load<VT>(xr + col * L);
+#pragma GCC unroll 16
+      for (int64_t t = 0; t < TW; ++t) {
+        const int64_t v = col - S * t;
+        if (v >= 0 && v < K) acc[t] += xv * w[v];
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int64_t t = 0; t < TW; ++t) StoreV(y + (j0 + t) * ystride, Relu6(acc[t] * a + b));
+}
+
+// One (image, channel block): all output rows. ring: K * (W + 2 pad) * L floats of scratch.
+template <int64_t K, int64_t S, typename VT>
+void FusedBlock(const FusedGeo& g, int64_t b, int64_t c0, float* ring, float* y) {
+  constexpr int64_t L = sizeof(VT) / sizeof(float);
+  const int64_t Wp = g.W + 2 * g.pad;
+  std::fill(ring, ring + K * Wp * L, 0.0f);   // the pad columns stay zero
+  int64_t tag[K];
+  for (int64_t u = 0; u < K; ++u) tag[u] = -1;
+  const VT ea = Load<VT>(g.ea + c0), eb = Load<VT>(g.eb + c0), da = Load<VT>(g.da + c0),
+           db = Load<VT>(g.db + c0);
+  const float* we = g.we + c0;
+  const float* wd = g.wd + c0;
+  const float* xb = g.x + b * g.H * g.W * g.Cin;
+  for (int64_t i = 0; i < g.Ho; ++i) {
+    const float* rows[K];
+    for (int64_t u = 0; u < K; ++u) {
+      const int64_t r = i * S - g.pad + u;
+      if (r < 0 || r >= g.H) {
+        rows[u] = nullptr;
+        continue;
+      }
+      float* slot = ring + (r % K) * Wp * L;   // K consecutive rows fall in K distinct slots
+      if (tag[r % K] != r) {
+        const float* xr = xb + r * g.W * g.Cin;
+        float* out = slot + g.pad * L;
+        int64_t q = 0;
+        for (; q + 8 <= g.W; q += 8) ExpandTile<8, VT>(xr + q * g.Cin, g.Cin, we, g.E, ea, eb, out + q * L);
+        for (; q < g.W; ++q) ExpandTile<1, VT>(xr + q * g.Cin, g.Cin, we, g.E, ea, eb, out + q * L);
+        tag[r % K] = r;
+      }
+      rows[u] = slot;
+    }
+    float* yrow = y + ((b * g.Ho + i) * g.Wo) * g.E + c0;
+    int64_t j0 = 0;
+    for (; j0 + kTileW <= g.Wo; j0 += kTileW) FusedDwTile<K, S, kTileW, VT>(rows, wd, g.E, da, db, yrow, g.E, j0);
+    for (; j0 < g.Wo; ++j0) FusedDwTile<K, S, 1, VT>(rows, wd, g.E, da, db, yrow, g.E, j0);
+  }
+}
+
+using BlockFn = void (*)(const FusedGeo&, int64_t, int64_t, float*, float*);
+
+template <typename VT>
+BlockFn SelectBlock(int64_t K, int64_t S) {
+  if (S == 1) {
+    if (K == 3) return FusedBlock<3, 1, VT>;
+    if (K == 5) return FusedBlock<5, 1, VT>;
+    if (K == 7) return FusedBlock<7, 1, VT>;
+  } else if (S == 2) {
+    if (K == 3) return FusedBlock<3, 2, VT>;
+    if (K == 5) return FusedBlock<5, 2, VT>;
+    if (K == 7) return FusedBlock<7, 2, VT>;
+  }
+  return nullptr;
+}
+
+// Runs fn(0 .. n-1) on this thread and the pool's (shared counter; see DepthwiseImpl).
+template <typename Fn>
+void ParallelFor(ffi::ThreadPool& pool, int64_t n, int64_t chunk, Fn fn) {
+  const int64_t tasks = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), n));
+  if (tasks == 1) {
+    fn(0, n);
+    return;
+  }
+  struct Counters {
+    std::atomic<int64_t> next{0};
+    std::atomic<int64_t> done{0};
+  };
+  auto counters = std::make_shared<Counters>();
+  auto work = [counters, fn, n, chunk]() {
+    for (;;) {
+      const int64_t i0 = counters->next.fetch_add(chunk, std::memory_order_relaxed);
+      if (i0 >= n) return;
+      const int64_t i1 = std::min(n, i0 + chunk);
+      fn(i0, i1);
+      counters->done.fetch_add(i1 - i0, std::memory_order_release);
+    }
+  };
+  for (int64_t t = 1; t < tasks; ++t) pool.Schedule([work]() { work(); });
+  work();
+  while (counters->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
+}
+
+// Folded BatchNorm a = scale / sqrt(var + eps), b = bias - mean * a, written to a[0..n), b[0..n).
+void Fold(const float* scale, const float* bias, const float* mean, const float* var, float eps, int64_t n,
+          float* a, float* b) {
+  for (int64_t c = 0; c < n; ++c) {
+    a[c] = scale[c] / std::sqrt(var[c] + eps);
+    b[c] = bias[c] - mean[c] * a[c];
+  }
+}
+
+ffi::Error ExpandDepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> we,
+                               ffi::Buffer<ffi::F32> es, ffi::Buffer<ffi::F32> eb, ffi::Buffer<ffi::F32> em,
+                               ffi::Buffer<ffi::F32> ev, ffi::Buffer<ffi::F32> wd, ffi::Buffer<ffi::F32> ds,
+                               ffi::Buffer<ffi::F32> dbias, ffi::Buffer<ffi::F32> dm, ffi::Buffer<ffi::F32> dv,
+                               ffi::ResultBuffer<ffi::F32> y, int64_t stride, float eps) {
+  auto xd = x.dimensions();
+  auto wed = we.dimensions();
+  auto wdd = wd.dimensions();
+  auto yd = y->dimensions();
+  if (xd.size() != 4 || wed.size() != 2 || wdd.size() != 3 || yd.size() != 4 || wed[0] != xd[3] ||
+      wdd[0] != wdd[1] || wdd[2] != wed[1] || yd[3] != wed[1] || yd[0] != xd[0]) {
+    return ffi::Error::InvalidArgument("litepose_expand_depthwise: bad shapes");
+  }
+  const int64_t E = wed[1];
+  for (auto* v : {&es, &eb, &em, &ev, &ds, &dbias, &dm, &dv}) {
+    if (v->dimensions().size() != 1 || v->dimensions()[0] != E) {
+      return ffi::Error::InvalidArgument("litepose_expand_depthwise: BatchNorm vectors must have E entries");
+    }
+  }
+  const int64_t B = xd[0], H = xd[1], W = xd[2], K = wdd[0], S = stride, pad = K / 2;
+  const int64_t Ho = yd[1], Wo = yd[2];
+  if (Ho != (H + 2 * pad - K) / S + 1 || Wo != (W + 2 * pad - K) / S + 1) {
+    return ffi::Error::InvalidArgument("litepose_expand_depthwise: output size does not match the input");
+  }
+  const int64_t L = E % 16 == 0 ? 16 : 8;
+  if (E % L != 0) return ffi::Error::InvalidArgument("litepose_expand_depthwise: E must be a multiple of 8");
+  const BlockFn fn = L == 16 ? SelectBlock<V16>(K, S) : SelectBlock<V8>(K, S);
+  if (fn == nullptr) {
+    return ffi::Error::InvalidArgument("litepose_expand_depthwise: kernel size must be 3, 5 or 7 and stride 1 or 2");
+  }
+  auto folded = std::make_shared<std::vector<float>>(4 * E);
+  float* f = folded->data();
+  Fold(es.typed_data(), eb.typed_data(), em.typed_data(), ev.typed_data(), eps, E, f, f + E);
+  Fold(ds.typed_data(), dbias.typed_data(), dm.typed_data(), dv.typed_data(), eps, E, f + 2 * E, f + 3 * E);
+  const FusedGeo g{x.typed_data(), we.typed_data(), wd.typed_data(), f, f + E, f + 2 * E, f + 3 * E,
+                   H, W, xd[3], E, pad, Ho, Wo};
+  float* out = y->typed_data();
+  const int64_t blocks = E / L, ring = K * (W + 2 * pad) * L;
+  // The lambda holds `folded`, so a pool task that starts after this call returns (and finds no work)
+  // still sees valid memory.
+  // Each task claims a contiguous share of the (image, channel block) items.
+  const int64_t items = B * blocks, threads = std::max<int64_t>(1, pool.num_threads());
+  const int64_t share = (items + threads - 1) / threads;
+  ParallelFor(pool, items, share, [g, fn, blocks, ring, out, L, folded](int64_t i0, int64_t i1) {
+    std::vector<float> scratch(ring);
+    for (int64_t i = i0; i < i1; ++i) fn(g, i / blocks, (i % blocks) * L, scratch.data(), out);
+  });
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(LiteposeDepthwise, DepthwiseImpl,
@@ -223,3 +442,21 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(LiteposeDepthwise, DepthwiseImpl,
                                   .Attr<int64_t>("stride")
                                   .Attr<int64_t>("pad")
                                   .Attr<int64_t>("relu6"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(LiteposeExpandDepthwise, ExpandDepthwiseImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // x [B, H, W, Cin]
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // expand kernel [Cin, E]
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // expand BN scale, bias, mean, var [E]
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // depthwise kernel [K, K, E]
+                                  .Arg<ffi::Buffer<ffi::F32>>()   // depthwise BN scale, bias, mean, var [E]
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()   // y [B, Ho, Wo, E]
+                                  .Attr<int64_t>("stride")
+                                  .Attr<float>("eps"));
