@@ -1,4 +1,4 @@
-"""AP of exported TFLite files (fp32 / fp16 / int8, network only) beside the JAX model, on a labelled split.
+"""AP of exported files (TFLite fp32 / fp16 / int8, ONNX; network only) beside the JAX model, on a labelled split.
 
   python bench/export_ap.py --ckpt=workdirs/demo                       # the demo model, synthetic val
   python bench/export_ap.py --ckpt=CKPT --gt=GT.json --images=DIR [--quantize none,fp16,int8]
@@ -33,6 +33,7 @@ _IMAGES = flags.DEFINE_string('images', None, 'Image folder of --gt.')
 _QUANT = flags.DEFINE_list('quantize', ['none', 'fp16', 'int8'], 'Quantisation modes to export.')
 _CALIB = flags.DEFINE_string('calibration', None, 'int8 calibration images (default: --images).')
 _MAX = flags.DEFINE_integer('max_images', 0, 'Evaluate the first N images (0: all).')
+_ONNX = flags.DEFINE_bool('onnx', True, 'Also our ONNX file under ONNX Runtime (one file per test shape).')
 
 
 def _split():
@@ -55,6 +56,30 @@ def _ap(predictor, images, ids, gt, keypoint_set):
   metrics = evaluation.evaluate(gt, results, keypoint_set)
   steady = [1000 * t / n for n, t, first in predictor.batch_times if not first]
   return metrics, (statistics.median(steady) if steady else float('nan'))
+
+
+class _OnnxNetwork:
+  """Our ONNX file (litepose_jax.export.onnx) under ONNX Runtime with runner.TFLiteModel's interface for
+  TFLitePredictor: the file fixes H and W, so one file is written per input shape the test path needs."""
+
+  def __init__(self, model, variables, keypoint_set, size: int, folder: str):
+    self.metadata = {'keypoints': keypoint_set, 'input_size': size, 'variant': 'network'}
+    self.exported_shape = (1, size, size, 3)
+    self.shapes = [self.exported_shape]
+    self._model, self._variables, self._folder, self._sessions = model, variables, folder, {}
+
+  def network(self, images):
+    import onnxruntime as ort  # pylint: disable=g-import-not-at-top
+    from litepose_jax.export import onnx as onnx_export  # pylint: disable=g-import-not-at-top
+    hw = tuple(images.shape[1:3])
+    if hw not in self._sessions:
+      path = os.path.join(self._folder, f'net_{hw[0]}x{hw[1]}.onnx')
+      onnx_export.write_network(self._model, self._variables, (1,) + hw + (3,), path)
+      options = ort.SessionOptions()
+      options.intra_op_num_threads = 2
+      self._sessions[hw] = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    out = self._sessions[hw].run(['out_quarter', 'out_half'], {onnx_export.INPUT_NAME: images})
+    return out[0], out[1]
 
 
 def main(argv):
@@ -89,6 +114,9 @@ def main(argv):
       size_mb = os.path.getsize(out) / 2**20
       rows.append((f'TFLite {mode} ({size_mb:.1f} MB)',
                    *_ap(tfl_predictor.TFLitePredictor(out), images, ids, gt, ks)))
+    if _ONNX.value:
+      net = _OnnxNetwork(model, variables, ks, size, tmp)
+      rows.append(('ONNX (ONNX Runtime)', *_ap(tfl_predictor.TFLitePredictor(net), images, ids, gt, ks)))
   names = [n for n in ('AP', 'AP50', 'AP75', 'AR') if n in rows[0][1]]
   print(f'\n{len(ids)} images of {ann_file}, flip test, checkpoint {_CKPT.value}')
   print('| model | ' + ' | '.join(names) + ' | ms / image |')

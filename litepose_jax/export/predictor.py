@@ -42,7 +42,9 @@ class TFLitePredictor:
     """Loads an exported file.
 
     Args:
-      path: a .tflite written by `python -m litepose_jax.export` (it carries the metadata needed here).
+      path: a .tflite written by `python -m litepose_jax.export` (it carries the metadata needed here),
+        or a loaded model with runner.TFLiteModel's interface (`metadata`, `exported_shape`, `network`),
+        e.g. another runtime's network for a side-by-side evaluation.
       num_threads, xnnpack: LiteRT settings (runner.TFLiteModel).
       decode_config: decode.DecodeConfig for variant A files (default: the authors' settings).
       flip: flip test for variant A files (variant B files run it inside, always).
@@ -50,7 +52,8 @@ class TFLitePredictor:
       ValueError: the file has no litepose metadata (written by another tool), or flip=False with a
         variant B file.
     """
-    self.net = runner.TFLiteModel(path, num_threads=num_threads, xnnpack=xnnpack)
+    self.net = path if hasattr(path, 'network') else runner.TFLiteModel(path, num_threads=num_threads,
+                                                                         xnnpack=xnnpack)
     meta = self.net.metadata
     if not meta:
       raise ValueError(f'{path} has no litepose metadata: export it with `python -m litepose_jax.export`')

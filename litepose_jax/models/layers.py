@@ -304,7 +304,7 @@ class InvBottleneck(nn.Module):
   1x1 expand (t·Cin, always present) → BN → ReLU6 → k×k depthwise (stride) → BN → ReLU6 → 1x1 project →
   BN; the input is added iff stride == 1 and Cin == Cout. [B,H,W,Cin] → [B,H/stride,W/stride,Cout].
   At inference with the C++ kernels ('ffi', float32) the expand and depthwise layers run as one fused
-  call (`cpu_kernels.expand_depthwise`) from the same variables.
+  call (`expand_depthwise_fused`) from the same variables.
   """
   features: int
   stride: int = 1
@@ -319,8 +319,8 @@ class InvBottleneck(nn.Module):
     cin = x.shape[-1]
     hidden = make_divisible(round(cin * self.expansion))
     conv_bn = functools.partial(ConvBN, impl=self.impl, dtype=self.dtype, bn_group_size=self.bn_group_size)
-    if self._fused(x, hidden, train):
-      y = self._expand_depthwise(x)
+    if fused_block_applies(self, x, hidden, train, self.impl, self.dtype, self.kernel_size, self.stride):
+      y = expand_depthwise_fused(self, x, self.kernel_size, self.stride)
     else:
       y = conv_bn(hidden, 1, name='expand')(x, train)
       y = conv_bn(hidden, self.kernel_size, self.stride, depthwise=True, name='depthwise')(y, train)
@@ -329,28 +329,35 @@ class InvBottleneck(nn.Module):
       y = y + x
     return y
 
-  def _fused(self, x: jax.Array, hidden: int, train: bool) -> bool:
-    """Inference with the C++ kernels ('ffi'), float32: expand + depthwise run as one kernel call."""
-    return (not train and not self.is_initializing() and depthwise.resolve_impl(self.impl) == 'ffi'
-            and x.dtype == jnp.float32 and jnp.dtype(self.dtype) == jnp.float32 and hidden % 8 == 0
-            and self.kernel_size in (3, 5, 7) and self.stride in (1, 2))
 
-  def _expand_depthwise(self, x: jax.Array) -> jax.Array:
-    """expand ConvBN + ReLU6 → depthwise ConvBN + ReLU6 in one `cpu_kernels.expand_depthwise` call, from
-    the same variables as the unfused layers (the BatchNorms folded inside the kernel)."""
-    params, stats = self.variables['params'], self.variables['batch_stats']
+def fused_block_applies(module: nn.Module, x: jax.Array, hidden: int, train: bool, impl: str, dtype,
+                        kernel_size: int, stride: int) -> bool:
+  """True where a block's expand + depthwise run as one C++ call: inference with the C++ kernels
+  ('ffi'), float32, hidden channels a multiple of 8 (`expand_depthwise_fused`)."""
+  return (not train and not module.is_initializing() and depthwise.resolve_impl(impl) == 'ffi'
+          and x.dtype == jnp.float32 and jnp.dtype(dtype) == jnp.float32 and hidden % 8 == 0
+          and kernel_size in (3, 5, 7) and stride in (1, 2))
 
-    def bn(name):
-      p, s = params[name]['bn'], stats[name]['bn']
-      return p['scale'], p['bias'], s['mean'], s['var']
 
-    expand_kernel = params['expand']['conv']['kernel']
-    depthwise_kernel = params['depthwise']['conv']['kernel']
-    if expand_kernel.shape[:3] != (1, 1, x.shape[-1]) or depthwise_kernel.shape[:2] != (self.kernel_size,) * 2:
-      raise ValueError(f'{"/".join(self.path)}: expand kernel {expand_kernel.shape} / depthwise kernel '
-                       f'{depthwise_kernel.shape} do not fit the block')
-    return cpu_kernels.expand_depthwise(x, expand_kernel[0, 0], bn('expand'), depthwise_kernel,
-                                        bn('depthwise'), self.stride, BatchNorm.epsilon)
+def expand_depthwise_fused(module: nn.Module, x: jax.Array, kernel_size: int, stride: int,
+                           mask: Optional[jax.Array] = None) -> jax.Array:
+  """A block's 'expand' ConvBN + ReLU6 → 'depthwise' ConvBN + ReLU6 in one `cpu_kernels.expand_depthwise`
+  call, from the module's variables (the BatchNorms folded inside the kernel). mask [hidden] (0/1): the
+  BatchNorms' channel mask (masked channels are exactly 0, as `BatchNorm` with a mask)."""
+  params, stats = module.variables['params'], module.variables['batch_stats']
+
+  def bn(name):
+    p, s = params[name]['bn'], stats[name]['bn']
+    scale, bias = (p['scale'], p['bias']) if mask is None else (p['scale'] * mask, p['bias'] * mask)
+    return scale, bias, s['mean'], s['var']
+
+  expand_kernel = params['expand']['conv']['kernel']
+  depthwise_kernel = params['depthwise']['conv']['kernel']
+  if expand_kernel.shape[:3] != (1, 1, x.shape[-1]) or depthwise_kernel.shape[:2] != (kernel_size,) * 2:
+    raise ValueError(f'{"/".join(module.path)}: expand kernel {expand_kernel.shape} / depthwise kernel '
+                     f'{depthwise_kernel.shape} do not fit the block')
+  return cpu_kernels.expand_depthwise(x, expand_kernel[0, 0], bn('expand'), depthwise_kernel, bn('depthwise'),
+                                      stride, BatchNorm.epsilon)
 
 
 class SepConv(nn.Module):

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from litepose_jax.models import layers
 from litepose_jax.models.layers import BatchNorm, Conv, ConvBN, Deconv, deconv_2x_sum
 from litepose_jax.nas import space
 
@@ -62,9 +63,12 @@ class MaskedInvBottleneck(nn.Module):
     cin = x.shape[-1]
     hidden_mask = jnp.repeat(in_mask, space.EXPANSION)
     conv_bn = functools.partial(ConvBN, impl=self.impl, dtype=self.dtype)
-    y = conv_bn(space.EXPANSION * cin, 1, name='expand')(x, train, hidden_mask)
-    y = conv_bn(space.EXPANSION * cin, self.kernel_size, self.stride, depthwise=True,
-                name='depthwise')(y, train, hidden_mask)
+    hidden = space.EXPANSION * cin
+    if layers.fused_block_applies(self, x, hidden, train, self.impl, self.dtype, self.kernel_size, self.stride):
+      y = layers.expand_depthwise_fused(self, x, self.kernel_size, self.stride, hidden_mask)
+    else:
+      y = conv_bn(hidden, 1, name='expand')(x, train, hidden_mask)
+      y = conv_bn(hidden, self.kernel_size, self.stride, depthwise=True, name='depthwise')(y, train, hidden_mask)
     y = conv_bn(self.features, 1, act=None, name='project')(y, train, out_mask)
     if self.stride == 1 and cin == self.features:
       y = y + x
