@@ -6,9 +6,9 @@
 The graph is the one ONNX Runtime's CPU kernels are built for, the same as a PyTorch user's
 `torch.onnx.export` gives: NCHW inside, each convolution one `Conv` with its BatchNorm folded into its
 weights and bias (depthwise convs as `Conv` with group = channels, 7x7 in one node), ReLU6 as `Clip`. The fusion
-head's transposed convs (k4 s2 p1) differ from the PyTorch export: each is a 3x3 `Conv` to its four
-output phases with the shared BatchNorm folded in, the pair summed and ReLU'd in that layout, then one
-`DepthToSpace` (chosen because ONNX Runtime runs `ConvTranspose` as GEMM + col2im outside its blocked NCHWc conv path,
+head's transposed convs (k4 s2 p1) differ from the PyTorch export: each is a 2x2 `Conv` (padded by 1) to
+its four output phases with the shared BatchNorm folded in, the pair summed and ReLU'd in that layout, then
+one `DepthToSpace` and a `Slice` of the outer ring (chosen because ONNX Runtime runs `ConvTranspose` as GEMM + col2im outside its blocked NCHWc conv path,
 ~17% of the anchor's XS run; measured gain within noise, docs/cpu_inference.md;
 `deconv='convtranspose'` writes the PyTorch form, with the BatchNorm folded too). The only layout
 changes are one `Transpose` after the input and one before each output, so the file takes and returns
