@@ -13,7 +13,7 @@ own subprocess with 2 intra-op threads (`--threads`):
   anchor   ONNX Runtime on the PyTorch LitePose of ../shared/anchors exported with torch.onnx (NCHW,
            opset 17), the same session options
 Our files carry the JAX model's random initial weights (seed 0; weights do not change speed) and are
-written once into `--workdir`. The anchor file has batch 1 fixed in its input; for other batches the
+written once per version of the exporter into `--workdir`. The anchor file has batch 1 fixed in its input; for other batches the
 script runs a copy whose batch dimension is symbolic (the graph has no reshape, so nothing else changes).
 
 Runtimes alternate: each configuration starts one process per runtime, warms it up (`--warmup` calls),
@@ -164,9 +164,20 @@ def dynamic_batch_copy(path: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
   return out
 
 
+def _exporter_version() -> str:
+  """A hash of the package's model and export sources: our files are reused only when written by the
+  same code (a file kept from an earlier version of the exporter would time the old graph)."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  pkg = pathlib.Path(__file__).resolve().parents[1] / 'litepose_jax'
+  key = hashlib.sha256()
+  for path in sorted([*pkg.glob('models/*.py'), *pkg.glob('export/*.py')]):
+    key.update(path.read_bytes())
+  return key.hexdigest()[:10]
+
+
 def prepare_files(arch: str, batches, runtimes, args) -> dict:
-  """Writes (once) our files for `arch` into the workdir: {(runtime, batch): path}."""
-  work = pathlib.Path(args.workdir)
+  """Writes (once per exporter version) our files for `arch` into the workdir: {(runtime, batch): path}."""
+  work = pathlib.Path(args.workdir) / _exporter_version()
   work.mkdir(parents=True, exist_ok=True)
   size = SIZES[arch]
   files = {}

@@ -21,6 +21,7 @@ import glob
 import gzip
 import json
 import os
+import sys
 import re
 import tempfile
 import time
@@ -29,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 from litepose_jax import runtime
 from litepose_jax import models
 

@@ -39,6 +39,7 @@ import numpy as np
 import jax
 from jax import lax
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 from litepose_jax.export import runner
 from litepose_jax.export import tflite
 from litepose_jax.models import depthwise
