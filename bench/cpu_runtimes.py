@@ -3,12 +3,14 @@
   python bench/cpu_runtimes.py --anchor_xs /tmp/anchor_xs.onnx --anchor_s /tmp/anchor_s.onnx
   python bench/cpu_runtimes.py --archs xs --batches 1 --rounds 5 --runtimes jax,onnx,anchor
 
-For each architecture at its own input size (XS 256², S 448²) and each batch, five runtimes, each in its
+For each architecture at its own input size (XS 256², S 448²) and each batch, six runtimes, each in its
 own subprocess with 2 intra-op threads (`--threads`):
   jax      the jitted JAX forward (depthwise_impl 'auto', host tuning on, as predict.py runs it); XLA:CPU
            sizes its thread pool by the cores, 2 on the CI machine
   jax_shift  the same with LITEPOSE_JAX_CPU_KERNEL=0: the 'shift' depthwise form instead of the C++ kernel
   tflite   our TFLite file (XNNPACK layout, exported at that batch), LiteRT with the XNNPACK delegate
+  tflite_window  the same exported with --deconv=window (the head as 2x2 convs + depth-to-space; the file
+           holds its input shape)
   onnx     our ONNX file (`litepose_jax.export.onnx`) under ONNX Runtime, CPU provider
   anchor   ONNX Runtime on the PyTorch LitePose of ../shared/anchors exported with torch.onnx (NCHW,
            opset 17), the same session options
@@ -44,7 +46,7 @@ if str(REPO) not in sys.path:  # `python bench/cpu_runtimes.py` from a checkout 
   sys.path.insert(0, str(REPO))
 SIZES = {'xs': 256, 's': 448}
 NUM_KEYPOINTS = 14  # CrowdPose, as the anchor
-RUNTIMES = ('jax', 'jax_shift', 'tflite', 'onnx', 'anchor')
+RUNTIMES = ('jax', 'jax_shift', 'tflite', 'tflite_window', 'onnx', 'anchor')
 ANCHOR_HINT = ('anchor files missing: make them with PyTorch in a separate environment (see this '
                "script's docstring), then pass --anchor_xs / --anchor_s")
 
@@ -117,6 +119,7 @@ class _Worker:
 
   def __init__(self, runtime: str, arch: str, batch: int, file, args):
     kind = runtime if runtime in RUNTIMES else 'onnx'
+    kind = 'tflite' if kind == 'tflite_window' else kind   # the same LiteRT worker, another file
     extra_env = {}
     if kind == 'jax_shift':   # the JAX path without the C++ depthwise kernel (the form used before it)
       kind, extra_env = 'jax', {'LITEPOSE_JAX_CPU_KERNEL': '0'}
@@ -196,15 +199,18 @@ def prepare_files(arch: str, batches, runtimes, args) -> dict:
         model, variables = _model(arch, 'xla')
         onnx_export.write_network(model, variables, (1, size, size, 3), path)
       files[('onnx', b)] = path
-    if 'tflite' in runtimes:
-      path = work / f'ours_{arch}_b{b}_xnnpack.tflite'
+    for name, form in (('tflite', 'auto'), ('tflite_window', 'window')):
+      if name not in runtimes:
+        continue
+      path = work / f'ours_{arch}_b{b}_xnnpack_{form}.tflite'
       if not path.is_file():
         from litepose_jax.export import graphs, tflite  # pylint: disable=g-import-not-at-top
         from litepose_jax import checkpoint  # pylint: disable=g-import-not-at-top
         model, variables = _model(arch, 'tflite')
+        model = model.clone(deconv_form=form)
         loaded = checkpoint.LoadedModel(model, variables, checkpoint.model_meta(model.arch, NUM_KEYPOINTS), 0)
         path.write_bytes(tflite.to_tflite(graphs.network_fn(loaded), (b, size, size, 3), 'none', None))
-      files[('tflite', b)] = path
+      files[(name, b)] = path
   return files
 
 

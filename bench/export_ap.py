@@ -33,6 +33,7 @@ _IMAGES = flags.DEFINE_string('images', None, 'Image folder of --gt.')
 _QUANT = flags.DEFINE_list('quantize', ['none', 'fp16', 'int8'], 'Quantisation modes to export.')
 _CALIB = flags.DEFINE_string('calibration', None, 'int8 calibration images (default: --images).')
 _MAX = flags.DEFINE_integer('max_images', 0, 'Evaluate the first N images (0: all).')
+_WINDOW = flags.DEFINE_bool('window', True, 'Also the fp32 file exported with --deconv=window.')
 _ONNX = flags.DEFINE_bool('onnx', True, 'Also our ONNX file under ONNX Runtime (one file per test shape).')
 
 
@@ -113,6 +114,12 @@ def main(argv):
         raise SystemExit(f'export of {mode} failed')
       size_mb = os.path.getsize(out) / 2**20
       rows.append((f'TFLite {mode} ({size_mb:.1f} MB)',
+                   *_ap(tfl_predictor.TFLitePredictor(out), images, ids, gt, ks)))
+    if _WINDOW.value:   # the fp32 file with the window-form head (one signature per test-path shape)
+      out = os.path.join(tmp, 'window.tflite')
+      if export_cli.main([f'--ckpt={_CKPT.value}', f'--out={out}', '--deconv=window', '--noverify']) != 0:
+        raise SystemExit('export with --deconv=window failed')
+      rows.append((f'TFLite none, --deconv=window ({os.path.getsize(out) / 2**20:.1f} MB)',
                    *_ap(tfl_predictor.TFLitePredictor(out), images, ids, gt, ks)))
     if _ONNX.value:
       net = _OnnxNetwork(model, variables, ks, size, tmp)

@@ -125,6 +125,27 @@ def test_fp32_matches_jax(fp32_files, ckpt, sample):
     assert diff <= 1e-4, (name, diff)
 
 
+def test_window_head_file_matches_pytorch_at_each_signature(ckpt, sample, tmp_path):
+  """--deconv=window: the head's transposed convs as 2x2 convs + depth-to-space (no TRANSPOSE_CONV), one
+  signature per input shape; each sample image runs on its own shape's signature and matches the
+  authors' PyTorch outputs."""
+  out = tmp_path / 'xs_window.tflite'
+  shapes = ','.join(f'{h}x{w}' for h, w in SHAPES.values())
+  rc = cli.main([f'--ckpt={ckpt}', '--deconv=window', f'--input_shape={shapes}', '--batch=2', f'--out={out}',
+                 '--noverify'])
+  assert rc == 0
+  data = out.read_bytes()
+  assert 'TRANSPOSE_CONV' not in tflite.op_counts(data)
+  net = runner.TFLiteModel(out)
+  assert net.metadata['deconv'] == 'window'
+  assert sorted(net.shapes) == sorted((2, h, w, 3) for h, w in SHAPES.values())
+  for i in SAMPLES:
+    got = net(sample[i]['x'])
+    for name in graphs.NETWORK_OUTPUTS:
+      diff = float(np.abs(got[name] - sample[i]['torch'][name]).max())
+      assert diff <= 1e-4, (i, name, diff)
+
+
 def test_fp32_builtin_kernels_without_xnnpack(fp32_files, sample):
   """What a runtime without the XNNPACK delegate runs (LiteRT's own kernels)."""
   net = runner.TFLiteModel(fp32_files['106848'], xnnpack=False)

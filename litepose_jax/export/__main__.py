@@ -10,7 +10,9 @@ The input size defaults to the architecture's (XS 256², S/M 448², L 512²); --
 (e.g. 256x384, the test-path shape of a 4:3 landscape image at XS). int8 needs --calibration images.
 --kernels picks the graph layout for the LiteRT CPU path that will run the file: 'xnnpack' (default;
 LiteRT's default delegate: 7x7 depthwise convs cut into pieces of <= 25 taps, 1x1 convs as CONV_2D) or
-'builtin' (LiteRT's own kernels, one DEPTHWISE_CONV_2D per layer). See docs/export.md for timings.
+'builtin' (LiteRT's own kernels, one DEPTHWISE_CONV_2D per layer). --deconv=window writes the head's
+transposed convs as 2x2 convs + depth-to-space (XS ~12% faster under XNNPACK) in a file with one
+signature per input shape (it cannot be resized). See docs/export.md for timings.
 """
 
 from __future__ import annotations
@@ -60,6 +62,10 @@ def _flags() -> flags.FlagValues:
   flags.DEFINE_enum('kernels', 'xnnpack', list(graphs.KERNEL_LAYOUTS),
                     'tflite: lay the graph out for the XNNPACK delegate (default) or the builtin kernels',
                     flag_values=fv)
+  flags.DEFINE_enum('deconv', 'transpose_conv', ['transpose_conv', 'window'],
+                    'tflite: the head\'s transposed convs as TRANSPOSE_CONV (default; the file resizes to any input '
+                    'shape) or as a 2x2 conv + depth-to-space (faster under XNNPACK; one signature per input '
+                    'shape, default the test-path shapes)', flag_values=fv)
   flags.DEFINE_integer('step', None, 'checkpoint step (default: latest)', flag_values=fv)
   flags.DEFINE_string('out', None, 'output file (.tflite / .onnx)', flag_values=fv)
   flags.DEFINE_bool('verify', True, 'check the file against the JAX model (--noverify skips it)', flag_values=fv)
@@ -99,12 +105,16 @@ def export(args) -> pathlib.Path:
                        '(or export --format=tflite --with_decoder)')
     impl = 'xla'  # the ONNX graph is written from the variables; the form only matters for the check
   loaded = checkpoint.load_model(args.ckpt, step=args.step, depthwise_impl=impl)
-  if args.input_shape and len(args.input_shape) > 1 and not args.with_decoder:
-    raise ValueError('several --input_shape values need --with_decoder (a network-only file is resized '
-                     'at run time, see docs/export.md)')
+  # The window head's reshapes hold the map size: such a file has one signature per input shape.
+  window = args.format == 'tflite' and getattr(args, 'deconv', 'transpose_conv') == 'window'
+  if window:
+    loaded = dataclasses.replace(loaded, model=loaded.model.clone(deconv_form='window'))
+  if args.input_shape and len(args.input_shape) > 1 and not (args.with_decoder or window):
+    raise ValueError('several --input_shape values need --with_decoder or --deconv=window (a network-only '
+                     'file is resized at run time, see docs/export.md)')
   if args.input_shape:
     shapes = [graphs.input_shape(loaded, h, w, args.batch) for h, w in dict.fromkeys(args.input_shape)]
-  elif args.with_decoder and args.format == 'tflite':
+  elif (args.with_decoder or window) and args.format == 'tflite':
     shapes = graphs.decoder_shapes(loaded, args.batch)
   else:
     shapes = [graphs.input_shape(loaded, None, None, args.batch)]

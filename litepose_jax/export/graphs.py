@@ -133,6 +133,7 @@ def file_info(loaded: checkpoint.LoadedModel, shape: tuple[int, int, int, int], 
       'quantize': quantize,
       # The LiteRT CPU path the graph is laid out for ('xnnpack' | 'builtin'), from the model's form.
       'kernels': 'xnnpack' if loaded.model.depthwise_impl == KERNEL_LAYOUTS['xnnpack'] else 'builtin',
+      'deconv': 'window' if loaded.model.deconv_form == 'window' else 'transpose_conv',
       'flip_test': bool(with_decoder),  # variant B runs image + mirror inside; A leaves it to the caller
       'outputs': list(DECODER_OUTPUTS if with_decoder else NETWORK_OUTPUTS),
   }

@@ -475,7 +475,8 @@ def _deconv_2x_window_bwd(res, g):
 deconv_2x_window.defvjp(_deconv_2x_window_fwd, _deconv_2x_window_bwd)
 
 
-def deconv_2x_sum(xs: Sequence[jax.Array], kernels: Sequence[jax.Array], impl: str = 'auto') -> jax.Array:
+def deconv_2x_sum(xs: Sequence[jax.Array], kernels: Sequence[jax.Array], impl: str = 'auto',
+                  form: str = 'auto') -> jax.Array:
   """Σ_i ConvTranspose2d(k=4, stride=2, padding=1)(xs[i]) with weights kernels[i]: exactly 2x upsampling.
 
   y[2i−1+a, 2j−1+b, o] += Σ_c x[i, j, c]·W[a, b, c, o] for a, b ∈ {0..3}, summed over the inputs (the
@@ -489,10 +490,15 @@ def deconv_2x_sum(xs: Sequence[jax.Array], kernels: Sequence[jax.Array], impl: s
     xs: inputs [B, H, W, Cin_i].
     kernels: [4, 4, Cin_i, Cout], PyTorch's (Cin, Cout, 4, 4) weights transposed (not flipped).
     impl: 'auto' | 'xla' | 'shift' | 'tflite' | 'ffi', resolved by `depthwise.resolve_layer_impl`.
+    form: 'auto' (by impl, above) or 'window': `deconv_2x_window` whatever the impl (a TFLite export
+      option: XNNPACK runs the window conv + depth-to-space 2.7x faster than TRANSPOSE_CONV, but the
+      reshapes fix the file's input shape).
   Returns:
     [B, 2H, 2W, Cout].
   """
-  if depthwise.resolve_layer_impl(impl) != 'shift':
+  if form not in ('auto', 'window'):
+    raise ValueError(f"deconv form must be 'auto' or 'window', got {form!r}")
+  if form == 'auto' and depthwise.resolve_layer_impl(impl) != 'shift':
     out = deconv_2x_xla(xs[0], kernels[0])
     for x, kernel in zip(xs[1:], kernels[1:]):
       out = out + deconv_2x_xla(x, kernel)

@@ -46,6 +46,8 @@ class LitePose(nn.Module):
       (0.01) starts near zero. Initialisation only: it changes no computation.
     bn_group_size: train-mode BatchNorm statistics over groups of this many consecutive images (per-GPU
       BN as the authors trained; `layers.BatchNorm.group_size`); 0: the whole batch.
+    deconv_form: the head's transposed convs: 'auto' (by depthwise_impl) or 'window' (`layers.deconv_2x_sum`:
+      the TFLite export option `--deconv=window`).
   """
   arch: Arch
   num_keypoints: int
@@ -53,6 +55,7 @@ class LitePose(nn.Module):
   depthwise_impl: str = 'auto'
   final_init_scale: float = 1.0
   bn_group_size: int = 0
+  deconv_form: str = 'auto'
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False, return_features: bool = False):
@@ -95,7 +98,7 @@ class LitePose(nn.Module):
       kernels = (Deconv(f, self.dtype, name=f'deconv_refined{i}')(refined_in),
                  Deconv(f, self.dtype, name=f'deconv_raw{i}')(raw_in))
       xs = (refined_in.astype(self.dtype), raw_in.astype(self.dtype))
-      y = deconv_2x_sum(xs, kernels, self.depthwise_impl)
+      y = deconv_2x_sum(xs, kernels, self.depthwise_impl, self.deconv_form)
       return jax.nn.relu(BatchNorm(dtype=self.dtype, group_size=g, name=f'deconv_bn{i}')(y, train))
 
     sep = functools.partial(SepConv, impl=self.depthwise_impl, dtype=self.dtype,
