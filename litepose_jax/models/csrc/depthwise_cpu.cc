@@ -8,6 +8,8 @@
 // Each task owns whole output rows; a row is computed in register tiles of kTileW output columns x 16
 // channels that accumulate all K*K taps before one store.
 // Rows are shared out over XLA's intra-op thread pool.
+// The second entry point (LiteposeExpandDepthwise, below) runs a MobileNet block's expand 1x1 conv and its
+// depthwise conv, with their BatchNorms and ReLU6, as one call.
 
 #include <algorithm>
 #include <cmath>
@@ -151,6 +153,36 @@ RowFn Select(int64_t K, int64_t S) {
   return nullptr;
 }
 
+// Runs fn(i0, i1) over [0, n) in chunks, on this thread and on tasks of XLA's intra-op pool; returns when
+// every chunk is done. Chunks are claimed from a shared counter: a task that starts late (its core busy)
+// finds nothing left and ends without touching the buffers; the counters live on the heap so it may
+// outlive this call (fn must hold what it reads by value).
+template <typename Fn>
+void ParallelFor(ffi::ThreadPool& pool, int64_t n, int64_t chunk, Fn fn) {
+  const int64_t tasks = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), n));
+  if (tasks == 1) {
+    fn(0, n);
+    return;
+  }
+  struct Counters {
+    std::atomic<int64_t> next{0};
+    std::atomic<int64_t> done{0};
+  };
+  auto counters = std::make_shared<Counters>();
+  auto work = [counters, fn, n, chunk]() {
+    for (;;) {
+      const int64_t i0 = counters->next.fetch_add(chunk, std::memory_order_relaxed);
+      if (i0 >= n) return;
+      const int64_t i1 = std::min(n, i0 + chunk);
+      fn(i0, i1);
+      counters->done.fetch_add(i1 - i0, std::memory_order_release);
+    }
+  };
+  for (int64_t t = 1; t < tasks; ++t) pool.Schedule([work]() { work(); });
+  work();
+  while (counters->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
+}
+
 ffi::Error DepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
                          ffi::Buffer<ffi::F32> bias, ffi::ResultBuffer<ffi::F32> y, int64_t stride,
                          int64_t pad, int64_t relu6) {
@@ -175,7 +207,8 @@ ffi::Error DepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buf
   const float* bb = bias.typed_data();
   float* out = y->typed_data();
   const int64_t rows = B * Ho;
-  auto run = [=](int64_t r0, int64_t r1) {
+  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
+  ParallelFor(pool, rows, std::max<int64_t>(1, rows / (4 * threads)), [=](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t b = r / Ho, i = r % Ho;
       const int64_t first = i * s - pad;
@@ -183,33 +216,7 @@ ffi::Error DepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buf
                      std::min<int64_t>(K, H - first)};
       row_fn(g, kk, bb, out + r * Wo * C, Wo, relu6 != 0);
     }
-  };
-  const int64_t tasks = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), rows));
-  if (tasks == 1) {
-    run(0, rows);
-    return ffi::Error::Success();
-  }
-  // Rows are claimed in chunks from a shared counter by this thread and by tasks on the pool; this call
-  // returns when every row is done. A task that starts late (its core busy) finds nothing left and ends
-  // without touching the buffers; the counters live on the heap so it may outlive this call.
-  struct Counters {
-    std::atomic<int64_t> next{0};
-    std::atomic<int64_t> done{0};
-  };
-  auto counters = std::make_shared<Counters>();
-  const int64_t chunk = std::max<int64_t>(1, rows / (4 * tasks));
-  auto work = [counters, run, rows, chunk]() {
-    for (;;) {
-      const int64_t r0 = counters->next.fetch_add(chunk, std::memory_order_relaxed);
-      if (r0 >= rows) return;
-      const int64_t r1 = std::min(rows, r0 + chunk);
-      run(r0, r1);
-      counters->done.fetch_add(r1 - r0, std::memory_order_release);
-    }
-  };
-  for (int64_t t = 1; t < tasks; ++t) pool.Schedule([work]() { work(); });
-  work();
-  while (counters->done.load(std::memory_order_acquire) < rows) std::this_thread::yield();
+  });
   return ffi::Error::Success();
 }
 
@@ -342,33 +349,6 @@ BlockFn SelectBlock(int64_t K, int64_t S) {
     if (K == 7) return FusedBlock<7, 2, VT>;
   }
   return nullptr;
-}
-
-// Runs fn(0 .. n-1) on this thread and the pool's (shared counter; see DepthwiseImpl).
-template <typename Fn>
-void ParallelFor(ffi::ThreadPool& pool, int64_t n, int64_t chunk, Fn fn) {
-  const int64_t tasks = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), n));
-  if (tasks == 1) {
-    fn(0, n);
-    return;
-  }
-  struct Counters {
-    std::atomic<int64_t> next{0};
-    std::atomic<int64_t> done{0};
-  };
-  auto counters = std::make_shared<Counters>();
-  auto work = [counters, fn, n, chunk]() {
-    for (;;) {
-      const int64_t i0 = counters->next.fetch_add(chunk, std::memory_order_relaxed);
-      if (i0 >= n) return;
-      const int64_t i1 = std::min(n, i0 + chunk);
-      fn(i0, i1);
-      counters->done.fetch_add(i1 - i0, std::memory_order_release);
-    }
-  };
-  for (int64_t t = 1; t < tasks; ++t) pool.Schedule([work]() { work(); });
-  work();
-  while (counters->done.load(std::memory_order_acquire) < n) std::this_thread::yield();
 }
 
 // Folded BatchNorm a = scale / sqrt(var + eps), b = bias - mean * a, written to a[0..n), b[0..n).
