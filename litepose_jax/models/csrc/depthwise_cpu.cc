@@ -47,10 +47,27 @@ struct RowGeo {
   int64_t W, C, pad, r0, u_lo, u_hi;
 };
 
-// TW output columns x L channels (VT holds L floats) of one output row, all taps accumulated in registers;
-// the tile's columns are interior (every tap inside the image). Each input column of the tile's window is
-// loaded once per kernel row and used by every (output column, tap) pair that reads it (col = S*t + v),
-// with the kernel row's K weight vectors held in registers.
+// One kernel row of a register tile: acc[t] += sum_v x[(S*t + v) * xstep] * k[v * kstep] for the tile's TW
+// output columns. Each input vector of the window is loaded once and used by every (column, tap) pair
+// that reads it (col = S*t + v), with the row's K weight vectors held in registers.
+template <int64_t K, int64_t S, int64_t TW, typename VT>
+inline void TileRow(const float* x, int64_t xstep, const float* k, int64_t kstep, VT* acc) {
+  VT w[K];
+#pragma GCC unroll 8
+  for (int64_t v = 0; v < K; ++v) w[v] = Load<VT>(k + v * kstep);
+#pragma GCC unroll 32
+  for (int64_t col = 0; col < S * (TW - 1) + K; ++col) {
+    const VT xv = Load<VT>(x + col * xstep);
+#pragma GCC unroll 16
+    for (int64_t t = 0; t < TW; ++t) {
+      const int64_t v = col - S * t;
+      if (v >= 0 && v < K) acc[t] += xv * w[v];   // resolved at compile time after unrolling
+    }
+  }
+}
+
+// TW output columns x L channels (VT holds L floats) of one output row, all taps accumulated in registers
+// (TileRow per kernel row); the tile's columns are interior (every tap inside the image).
 template <int64_t K, int64_t S, int64_t TW, typename VT>
 inline void Tile(const RowGeo& g, const float* k, const float* bias, float* y, int64_t j0, int64_t c0,
                  bool relu6) {
@@ -61,19 +78,7 @@ inline void Tile(const RowGeo& g, const float* k, const float* bias, float* y, i
 #pragma GCC unroll 16
   for (int64_t t = 0; t < TW; ++t) acc[t] = b;
   for (int64_t u = g.u_lo; u < g.u_hi; ++u) {
-    const float* xrow = g.x + ((g.r0 + u) * g.W + j0 * S - g.pad) * C + c0;
-    VT w[K];
-#pragma GCC unroll 8
-    for (int64_t v = 0; v < K; ++v) w[v] = Load<VT>(k + (u * K + v) * C + c0);
-#pragma GCC unroll 32
-    for (int64_t col = 0; col < S * (TW - 1) + K; ++col) {
-      const VT xv = Load<VT>(xrow + col * C);
-#pragma GCC unroll 16
-      for (int64_t t = 0; t < TW; ++t) {
-        const int64_t v = col - S * t;
-        if (v >= 0 && v < K) acc[t] += xv * w[v];   // resolved at compile time after unrolling
-      }
-    }
+    TileRow<K, S, TW, VT>(g.x + ((g.r0 + u) * g.W + j0 * S - g.pad) * C + c0, C, k + u * K * C + c0, C, acc);
   }
 #pragma GCC unroll 16
   for (int64_t t = 0; t < TW; ++t) {
@@ -277,20 +282,7 @@ inline void FusedDwTile(const float* const* rows, const float* wd, int64_t E, VT
 #pragma GCC unroll 16
   for (int64_t t = 0; t < TW; ++t) acc[t] = VT{};
   for (int64_t u = 0; u < K; ++u) {
-    if (rows[u] == nullptr) continue;
-    const float* xr = rows[u] + j0 * S * L;
-    VT w[K];
-#pragma GCC unroll 8
-    for (int64_t v = 0; v < K; ++v) w[v] = Load<VT>(wd + (u * K + v) * E);
-#pragma GCC unroll 32
-    for (int64_t col = 0; col < S * (TW - 1) + K; ++col) {
-      const VT xv = Load<VT>(xr + col * L);
-#pragma GCC unroll 16
-      for (int64_t t = 0; t < TW; ++t) {
-        const int64_t v = col - S * t;
-        if (v >= 0 && v < K) acc[t] += xv * w[v];
-      }
-    }
+    if (rows[u] != nullptr) TileRow<K, S, TW, VT>(rows[u] + j0 * S * L, L, wd + u * K * E, E, acc);
   }
 #pragma GCC unroll 16
   for (int64_t t = 0; t < TW; ++t) StoreV(y + (j0 + t) * ystride, Relu6(acc[t] * a + b));
