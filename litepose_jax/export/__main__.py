@@ -106,7 +106,7 @@ def export(args) -> pathlib.Path:
     impl = 'xla'  # the ONNX graph is written from the variables; the form only matters for the check
   loaded = checkpoint.load_model(args.ckpt, step=args.step, depthwise_impl=impl)
   # The window head's reshapes hold the map size: such a file has one signature per input shape.
-  window = args.format == 'tflite' and getattr(args, 'deconv', 'transpose_conv') == 'window'
+  window = args.format == 'tflite' and args.deconv == 'window'
   if window:
     loaded = dataclasses.replace(loaded, model=loaded.model.clone(deconv_form='window'))
   if args.input_shape and len(args.input_shape) > 1 and not (args.with_decoder or window):

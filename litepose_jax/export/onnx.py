@@ -127,7 +127,7 @@ def _fuse(g: _Graph, refined: str, raw: str, params, stats, i: int, deconv: str)
     if deconv == 'subpixel':
       # The window form of `layers.deconv_2x_window`: [t, t', C, u, u', O] → ONNX [(2u + u')·O + o, C, t, t'].
       cin, cout = kernel.shape[2:]
-      window = kernel.reshape(2, 2, 2, 2, cin, cout)[::-1, :, ::-1].transpose(1, 3, 5, 4, 0, 2)
+      window = layers.deconv_window_kernel(kernel).transpose(3, 4, 5, 2, 0, 1)
       inputs = [x, g.const(f'deconv_{kind}{i}/weight', window.reshape(4 * cout, cin, 2, 2))]
       if kind == 'refined':  # DepthToSpace 'DCR' reads channel (2u + u')·Cout + o
         inputs.append(g.const(f'deconv_{kind}{i}/bias', np.tile(b, 4)))

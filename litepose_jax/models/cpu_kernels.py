@@ -123,17 +123,21 @@ def available() -> bool:
     return False
 
 
+def _output(x: jax.Array, k: int, stride: int, channels: int) -> jax.ShapeDtypeStruct:
+  """The float32 [B, H', W', channels] result of a k x k conv with zero padding k//2 and `stride`."""
+  b, h, w, _ = x.shape
+  pad = k // 2
+  return jax.ShapeDtypeStruct((b, (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1, channels),
+                              np.float32)
+
+
 def depthwise(x: jax.Array, kernel: jax.Array, bias: jax.Array, stride: int, relu6: bool) -> jax.Array:
   """The kernel's call: x [B,H,W,C], kernel [k,k,C], bias [C], float32 → act(bias + depthwise conv with
   zero padding k//2) [B,H',W',C], H' = (H + 2·(k//2) − k)//stride + 1; act = ReLU6 or none.
   `available()` must have returned True."""
-  b, h, w, c = x.shape
   k = kernel.shape[0]
-  pad = k // 2
-  out = jax.ShapeDtypeStruct((b, (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1, c),
-                             np.float32)
-  return jax.ffi.ffi_call(TARGET, out, vmap_method='sequential')(
-      x, kernel, bias, stride=np.int64(stride), pad=np.int64(pad), relu6=np.int64(bool(relu6)))
+  return jax.ffi.ffi_call(TARGET, _output(x, k, stride, x.shape[-1]), vmap_method='sequential')(
+      x, kernel, bias, stride=np.int64(stride), pad=np.int64(k // 2), relu6=np.int64(bool(relu6)))
 
 
 def expand_depthwise(x: jax.Array, expand_kernel: jax.Array, expand_bn, depthwise_kernel: jax.Array,
@@ -145,11 +149,7 @@ def expand_depthwise(x: jax.Array, expand_kernel: jax.Array, expand_bn, depthwis
   multiple of 8. → [B,H',W',E]. The expanded tensor is never written to memory (csrc/depthwise_cpu.cc).
   `available()` must have returned True.
   """
-  b, h, w, _ = x.shape
-  k, e = depthwise_kernel.shape[0], depthwise_kernel.shape[-1]
-  pad = k // 2
-  out = jax.ShapeDtypeStruct((b, (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1, e),
-                             np.float32)
+  out = _output(x, depthwise_kernel.shape[0], stride, depthwise_kernel.shape[-1])
   return jax.ffi.ffi_call(FUSED_TARGET, out, vmap_method='sequential')(
       x, expand_kernel, *expand_bn, depthwise_kernel, *depthwise_bn, stride=np.int64(stride),
       eps=np.float32(eps))

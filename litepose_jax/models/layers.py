@@ -319,8 +319,8 @@ class InvBottleneck(nn.Module):
     cin = x.shape[-1]
     hidden = make_divisible(round(cin * self.expansion))
     conv_bn = functools.partial(ConvBN, impl=self.impl, dtype=self.dtype, bn_group_size=self.bn_group_size)
-    if fused_block_applies(self, x, hidden, train, self.impl, self.dtype, self.kernel_size, self.stride):
-      y = expand_depthwise_fused(self, x, self.kernel_size, self.stride)
+    if fused_block_applies(self, x, hidden, train):
+      y = expand_depthwise_fused(self, x)
     else:
       y = conv_bn(hidden, 1, name='expand')(x, train)
       y = conv_bn(hidden, self.kernel_size, self.stride, depthwise=True, name='depthwise')(y, train)
@@ -330,21 +330,20 @@ class InvBottleneck(nn.Module):
     return y
 
 
-def fused_block_applies(module: nn.Module, x: jax.Array, hidden: int, train: bool, impl: str, dtype,
-                        kernel_size: int, stride: int) -> bool:
-  """True where a block's expand + depthwise run as one C++ call: inference with the C++ kernels
-  ('ffi'), float32, hidden channels a multiple of 8 (`expand_depthwise_fused`)."""
-  return (not train and not module.is_initializing() and depthwise.resolve_impl(impl) == 'ffi'
-          and x.dtype == jnp.float32 and jnp.dtype(dtype) == jnp.float32 and hidden % 8 == 0
-          and kernel_size in (3, 5, 7) and stride in (1, 2))
+def fused_block_applies(block: nn.Module, x: jax.Array, hidden: int, train: bool) -> bool:
+  """True where an inverted-residual block (attributes impl, dtype, kernel_size, stride) runs its expand +
+  depthwise as one C++ call: inference with the C++ kernels ('ffi'), float32, hidden channels a multiple
+  of 8 (`expand_depthwise_fused`)."""
+  return (not train and not block.is_initializing() and depthwise.resolve_impl(block.impl) == 'ffi'
+          and x.dtype == jnp.float32 and jnp.dtype(block.dtype) == jnp.float32 and hidden % 8 == 0
+          and block.kernel_size in (3, 5, 7) and block.stride in (1, 2))
 
 
-def expand_depthwise_fused(module: nn.Module, x: jax.Array, kernel_size: int, stride: int,
-                           mask: Optional[jax.Array] = None) -> jax.Array:
+def expand_depthwise_fused(block: nn.Module, x: jax.Array, mask: Optional[jax.Array] = None) -> jax.Array:
   """A block's 'expand' ConvBN + ReLU6 → 'depthwise' ConvBN + ReLU6 in one `cpu_kernels.expand_depthwise`
-  call, from the module's variables (the BatchNorms folded inside the kernel). mask [hidden] (0/1): the
+  call, from the block's variables (the BatchNorms folded inside the kernel). mask [hidden] (0/1): the
   BatchNorms' channel mask (masked channels are exactly 0, as `BatchNorm` with a mask)."""
-  params, stats = module.variables['params'], module.variables['batch_stats']
+  params, stats = block.variables['params'], block.variables['batch_stats']
 
   def bn(name):
     p, s = params[name]['bn'], stats[name]['bn']
@@ -353,11 +352,11 @@ def expand_depthwise_fused(module: nn.Module, x: jax.Array, kernel_size: int, st
 
   expand_kernel = params['expand']['conv']['kernel']
   depthwise_kernel = params['depthwise']['conv']['kernel']
-  if expand_kernel.shape[:3] != (1, 1, x.shape[-1]) or depthwise_kernel.shape[:2] != (kernel_size,) * 2:
-    raise ValueError(f'{"/".join(module.path)}: expand kernel {expand_kernel.shape} / depthwise kernel '
+  if expand_kernel.shape[:3] != (1, 1, x.shape[-1]) or depthwise_kernel.shape[:2] != (block.kernel_size,) * 2:
+    raise ValueError(f'{"/".join(block.path)}: expand kernel {expand_kernel.shape} / depthwise kernel '
                      f'{depthwise_kernel.shape} do not fit the block')
   return cpu_kernels.expand_depthwise(x, expand_kernel[0, 0], bn('expand'), depthwise_kernel, bn('depthwise'),
-                                      stride, BatchNorm.epsilon)
+                                      block.stride, BatchNorm.epsilon)
 
 
 class SepConv(nn.Module):
@@ -411,6 +410,15 @@ def deconv_2x_xla(x: jax.Array, kernel: jax.Array) -> jax.Array:
                                   lhs_dilation=(2, 2), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
+def deconv_window_kernel(kernel):
+  """The 4x4 transposed-conv kernel [4, 4, Cin, Cout] rearranged for the 2x2 window form (`_deconv_2x_window`):
+  [2 (t), 2 (t'), Cin, 2 (u), 2 (u'), Cout], window row t feeding output row u with kernel row a = 2(1-t) + u
+  (columns alike). A reshape, flip and transpose: works on jax and NumPy arrays (the ONNX exporter)."""
+  cin, cout = kernel.shape[2:]
+  # kernel[a, b] with a = 2s + u, s = 1 - t: [s, u, s', u', C, O] flipped along s, s' → [t, t', C, u, u', O].
+  return kernel.reshape(2, 2, 2, 2, cin, cout)[::-1, :, ::-1].transpose(0, 2, 4, 1, 3, 5)
+
+
 def _deconv_2x_window(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """ConvTranspose2d(k4, s2, p1) as one 2x2 convolution to four output phases, fast on XLA:CPU.
 
@@ -424,10 +432,8 @@ def _deconv_2x_window(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """
   b, h, w, cin = x.shape
   cout = kernel.shape[-1]
-  # kernel[a, b'] with a = 2s + u, s = 1 - t: [s, u, s', u', C, O] flipped along s, s' → [t, t', C, u, u', O].
-  window = kernel.reshape(2, 2, 2, 2, cin, cout)[::-1, :, ::-1].transpose(0, 2, 4, 1, 3, 5)
-  y = lax.conv_general_dilated(x, window.reshape(2, 2, cin, 4 * cout), (1, 1), ((1, 1), (1, 1)),
-                               dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  window = deconv_window_kernel(kernel).reshape(2, 2, cin, 4 * cout)
+  y = lax.conv_general_dilated(x, window, (1, 1), ((1, 1), (1, 1)), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
   # [B, H+1, W+1, 2 (u), 2 (u'), Cout] → [B, H+1, 2, W+1, 2, Cout] = [B, 2H+2, 2W+2, Cout], cropped.
   y = y.reshape(b, h + 1, w + 1, 2, 2, cout).transpose(0, 1, 3, 2, 4, 5)
   return y.reshape(b, 2 * h + 2, 2 * w + 2, cout)[:, 1:2 * h + 1, 1:2 * w + 1]
@@ -436,13 +442,12 @@ def _deconv_2x_window(x: jax.Array, kernel: jax.Array) -> jax.Array:
 def deconv_2x_phases(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """ConvTranspose2d(k4, s2, p1) as one 3x3 convolution to the four output phases (`deconv_2x_window`'s VJP).
 
-  Written as a convolution of the dilated input, 3/4 of the multiplies hit inserted zeros, and XLA:CPU
-  runs that convolution (and its gradients) slowly. Here output pixel (2m+r, 2n+s) is a 3x3 stride-1
-  convolution of x around (m, n) into phase channel block (r, s), with the [3, 3, Cin, 4·Cout] kernel
-  gathered from the 4x4 one by a constant 0/1 tensor (one small dot, differentiable as such); a
-  depth-to-space then interleaves the phases. It multiplies 9/4 times the needed products (the zero taps)
-  but is a single native conv: the XS train step compiles ~4 s faster than with four sub-pixel matmuls
-  and their concatenations (6 deconvs; their forward and backward run as fast or faster, measured).
+  Output pixel (2m+r, 2n+s) is a 3x3 stride-1 convolution of x around (m, n) into phase channel block
+  (r, s), with the [3, 3, Cin, 4·Cout] kernel gathered from the 4x4 one by a constant 0/1 tensor (one
+  small dot, differentiable as such); a depth-to-space then interleaves the phases. It multiplies 9/4
+  times the needed products (the zero taps), but XLA:CPU differentiates it 4x faster than the 2x2
+  window conv, and as a single native conv the XS train step compiles ~4 s faster than with four
+  sub-pixel matmuls and their concatenations (6 deconvs; measured).
   """
   b, h, w, cin = x.shape
   cout = kernel.shape[-1]

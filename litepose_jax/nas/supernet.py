@@ -64,8 +64,8 @@ class MaskedInvBottleneck(nn.Module):
     hidden_mask = jnp.repeat(in_mask, space.EXPANSION)
     conv_bn = functools.partial(ConvBN, impl=self.impl, dtype=self.dtype)
     hidden = space.EXPANSION * cin
-    if layers.fused_block_applies(self, x, hidden, train, self.impl, self.dtype, self.kernel_size, self.stride):
-      y = layers.expand_depthwise_fused(self, x, self.kernel_size, self.stride, hidden_mask)
+    if layers.fused_block_applies(self, x, hidden, train):
+      y = layers.expand_depthwise_fused(self, x, hidden_mask)
     else:
       y = conv_bn(hidden, 1, name='expand')(x, train, hidden_mask)
       y = conv_bn(hidden, self.kernel_size, self.stride, depthwise=True, name='depthwise')(y, train, hidden_mask)

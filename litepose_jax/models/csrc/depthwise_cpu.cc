@@ -47,6 +47,19 @@ struct RowGeo {
   int64_t W, C, pad, r0, u_lo, u_hi;
 };
 
+template <typename VT>
+inline VT Relu6(VT v) {   // whole-vector selects (an element loop would extract and insert lanes)
+  const VT zero = {}, six = zero + 6.0f;
+  v = v > zero ? v : zero;
+  return v < six ? v : six;
+}
+
+template <typename VT>
+inline void StoreV(float* p, VT v) {
+  typedef VT VU __attribute__((aligned(4), may_alias));
+  *reinterpret_cast<VU*>(p) = v;
+}
+
 // One kernel row of a register tile: acc[t] += sum_v x[(S*t + v) * xstep] * k[v * kstep] for the tile's TW
 // output columns. Each input vector of the window is loaded once and used by every (column, tap) pair
 // that reads it (col = S*t + v), with the row's K weight vectors held in registers.
@@ -81,10 +94,7 @@ inline void Tile(const RowGeo& g, const float* k, const float* bias, float* y, i
     TileRow<K, S, TW, VT>(g.x + ((g.r0 + u) * g.W + j0 * S - g.pad) * C + c0, C, k + u * K * C + c0, C, acc);
   }
 #pragma GCC unroll 16
-  for (int64_t t = 0; t < TW; ++t) {
-    float* out = y + (j0 + t) * C + c0;
-    for (int64_t c = 0; c < L; ++c) out[c] = Act(acc[t][c], relu6);
-  }
+  for (int64_t t = 0; t < TW; ++t) StoreV(y + (j0 + t) * C + c0, relu6 ? Relu6(acc[t]) : acc[t]);
 }
 
 // One output column near the left or right border: taps outside the image are skipped (zero padding).
@@ -100,7 +110,7 @@ inline void Edge(const RowGeo& g, const float* k, const float* bias, float* y, i
       if (col < 0 || col >= g.W) continue;
       acc += Load<VT>(g.x + ((g.r0 + u) * g.W + col) * C + c0) * Load<VT>(k + (u * K + v) * C + c0);
     }
-  for (int64_t c = 0; c < L; ++c) y[j * C + c0 + c] = Act(acc[c], relu6);
+  StoreV(y + j * C + c0, relu6 ? Relu6(acc) : acc);
 }
 
 // The last C % 4 channels, one at a time, any column.
@@ -243,19 +253,6 @@ struct FusedGeo {
   int64_t H, W, Cin, E, pad, Ho, Wo;
 };
 
-template <typename VT>
-inline VT Relu6(VT v) {   // whole-vector selects (an element loop would extract and insert lanes)
-  const VT zero = {}, six = zero + 6.0f;
-  v = v > zero ? v : zero;
-  return v < six ? v : six;
-}
-
-template <typename VT>
-inline void StoreV(float* p, VT v) {
-  typedef VT VU __attribute__((aligned(4), may_alias));
-  *reinterpret_cast<VU*>(p) = v;
-}
-
 // TW pixels of one input row expanded into L channels: xp points at the first pixel's Cin inputs.
 template <int64_t TW, typename VT>
 inline void ExpandTile(const float* xp, int64_t Cin, const float* we, int64_t E, VT a, VT b, float* out) {
@@ -390,9 +387,8 @@ ffi::Error ExpandDepthwiseImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ff
                    H, W, xd[3], E, pad, Ho, Wo};
   float* out = y->typed_data();
   const int64_t blocks = E / L, ring = K * (W + 2 * pad) * L;
-  // The lambda holds `folded`, so a pool task that starts after this call returns (and finds no work)
-  // still sees valid memory.
-  // Each task claims a contiguous share of the (image, channel block) items.
+  // Each task claims a contiguous share of the (image, channel block) items. The lambda holds `folded`,
+  // so a pool task that starts after this call returns (and finds no work) still sees valid memory.
   const int64_t items = B * blocks, threads = std::max<int64_t>(1, pool.num_threads());
   const int64_t share = (items + threads - 1) / threads;
   ParallelFor(pool, items, share, [g, fn, blocks, ring, out, L, folded](int64_t i0, int64_t i1) {
